@@ -1,0 +1,335 @@
+"""Time ``python -m publisher build`` on generated sites of several sizes.
+
+Usage::
+
+    python bench/build.py [--sizes 1000,10000] [--keep DIR] [--repeats 3]
+                          [--command "-m publisher build"] [--seed 42]
+
+For each N a site is generated with ``make_corpus.generate_corpus`` and the build is
+run as a whole subprocess (``sys.executable``, cwd = the site, PYTHONPATH = this repo,
+so the package under test is the working tree's). Cases, each repeated and reported
+as the median:
+
+* ``cold``: output folder and ``.publisher-cache`` deleted before every run;
+* ``warm``: after a build that fills the cache, a line is appended to the newest
+  post (so it is in the feeds) and the next build is timed;
+* ``no-change``: the cache is filled and nothing changed.
+
+Peak memory is the child's own max RSS from ``os.wait4``, taken in a tiny wrapper
+interpreter (``getrusage(RUSAGE_CHILDREN)`` would be the maximum over all children so
+far, and a child spawned from this script would inherit its high-water RSS).
+
+Exit status: 0 even when a target is missed (this is a report), 1 if a build fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from make_corpus import CONFIG_YAML, CorpusInfo, generate_corpus
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = ".publisher-cache"
+OUTPUT_DIR = "public"  # paths.output in make_corpus.CONFIG_YAML
+DEFAULT_COMMAND = "-m publisher build"
+
+#: Targets at N = TARGET_N (seconds, seconds, MB).
+TARGET_N = 10_000
+TARGET_COLD_S = 1.5
+TARGET_WARM_S = 0.3
+TARGET_PEAK_MB = 200.0
+
+
+class BuildFailed(Exception):
+    """A build command exited non-zero; carries what the user needs to see."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(f"exit status {returncode}")
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed child process."""
+
+    wall_s: float
+    maxrss_mb: float
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """All runs of one case at one N, summarised by their medians."""
+
+    n: int
+    case: str
+    runs: tuple[Run, ...]
+
+    @property
+    def wall_s(self) -> float:
+        """Median wall-clock seconds."""
+        return statistics.median(r.wall_s for r in self.runs)
+
+    @property
+    def rss_mb(self) -> float:
+        """Median peak RSS in MB."""
+        return statistics.median(r.maxrss_mb for r in self.runs)
+
+    @property
+    def max_rss_mb(self) -> float:
+        """Highest peak RSS over the runs, in MB."""
+        return max(r.maxrss_mb for r in self.runs)
+
+
+def _maxrss_mb(ru_maxrss: int) -> float:
+    """Convert ru_maxrss to MB: KiB on Linux, bytes on macOS."""
+    kib = ru_maxrss / 1024 if sys.platform == "darwin" else ru_maxrss
+    return kib / 1024
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    """The last `lines` lines of text."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+#: Runs in a fresh, small interpreter: spawns the build, waits for exactly that child
+#: with os.wait4 and writes "wall_seconds ru_maxrss exit_code" to the file in argv[1].
+#: Why not spawn from this script: on Linux a child's ru_maxrss starts from the
+#: high-water RSS of the process that spawned it (the pre-exec address space counts),
+#: so a build started from here would report at least this script's own peak, which
+#: grows with N. The wrapper's own peak (~10 MB) is below any real build's.
+WRAPPER = """\
+import os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.posix_spawn(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(out, "w") as f:
+    f.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
+def run_timed(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> Run:
+    """Run argv once (argv[0] an absolute path); return its wall time and own peak RSS.
+
+    The command is started by the small WRAPPER interpreter, which times it and reaps
+    it with ``os.wait4``, so the rusage is that child's alone. Output goes to
+    temporary files rather than pipes, so a chatty child cannot block on a full pipe.
+    Raises BuildFailed on a non-zero exit.
+    """
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory(prefix="publisher-bench-run-") as tmp,
+    ):
+        result = Path(tmp) / "result"
+        wrapper = [sys.executable, "-S", "-c", WRAPPER, str(result), *argv]
+        code = subprocess.call(
+            wrapper, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
+        fields = result.read_text().split() if result.is_file() else []
+        if code == 0 and len(fields) == 3:  # the wrapper ran; code is now the build's
+            code = int(fields[2])
+        if code != 0 or len(fields) != 3:
+            out.seek(0)
+            err.seek(0)
+            stderr = err.read().decode("utf-8", "replace")
+            stdout = out.read().decode("utf-8", "replace")
+            raise BuildFailed(argv, code, stderr or stdout)
+    return Run(float(fields[0]), _maxrss_mb(int(fields[1])))
+
+
+def _clean(site: Path) -> None:
+    """Delete the build output and the cache, as for a first build."""
+    for name in (OUTPUT_DIR, CACHE_DIR):
+        shutil.rmtree(site / name, ignore_errors=True)
+
+
+def _repeat(times: int, prepare: Callable[[int], None], timed: Callable[[], Run]) -> list[Run]:
+    """Call prepare(i) untimed, then timed(), `times` times."""
+    runs: list[Run] = []
+    for i in range(times):
+        prepare(i)
+        runs.append(timed())
+    return runs
+
+
+def bench_site(
+    n: int, site: Path, corpus: CorpusInfo, argv: list[str], env: dict[str, str], repeats: int
+) -> list[CaseResult]:
+    """Measure the cold, warm and no-change cases on one generated site."""
+
+    def timed() -> Run:
+        return run_timed(argv, site, env)
+
+    def no_prep(_: int) -> None:
+        return None
+
+    cold = _repeat(repeats, lambda _: _clean(site), timed)
+    if not (site / OUTPUT_DIR).exists():
+        print(f"  note: N={n}: the build created no {OUTPUT_DIR}/ folder", flush=True)
+
+    timed()  # fill the cache (the cold runs should have, but be explicit)
+    newest = site / corpus.newest()[0].path
+
+    def touch_newest(i: int) -> None:
+        with newest.open("a", encoding="utf-8") as f:
+            f.write(f"\n追記 {i + 1}: benchmark edit, appended line.\n")
+
+    warm = _repeat(repeats, touch_newest, timed)
+    timed()  # settle: the cache now matches the edited post
+    unchanged = _repeat(repeats, no_prep, timed)
+    return [
+        CaseResult(n, "cold", tuple(cold)),
+        CaseResult(n, "warm", tuple(warm)),
+        CaseResult(n, "no-change", tuple(unchanged)),
+    ]
+
+
+def _prepare_site(n: int, seed: int, keep: Path | None, tmp: Path) -> tuple[Path, CorpusInfo]:
+    """Generate the corpus for N in the keep folder or the temporary one."""
+    site = (keep if keep is not None else tmp) / f"site-{n}"
+    if site.exists():
+        config = site / "config.yaml"
+        if not config.is_file() or config.read_text(encoding="utf-8") != CONFIG_YAML:
+            raise SystemExit(
+                f"error: {site} exists and is not a bench site; remove it "
+                "or choose another --keep folder"
+            )
+        _clean(site)
+    start = time.perf_counter()
+    corpus = generate_corpus(n, site, seed=seed, force=True)
+    print(
+        f"N={n}: generated {corpus.total_bytes / 1e6:.1f} MB in "
+        f"{time.perf_counter() - start:.2f} s at {site}",
+        flush=True,
+    )
+    return site, corpus
+
+
+def _print_table(results: list[CaseResult]) -> None:
+    """Print one row per (N, case)."""
+    header = (
+        f"{'N':>7}  {'case':<10} {'wall s':>8} {'min..max s':>15} "
+        f"{'posts/s':>10} {'peak RSS MB':>12}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        lo = min(x.wall_s for x in r.runs)
+        hi = max(x.wall_s for x in r.runs)
+        rate = r.n / r.wall_s if r.wall_s > 0 else float("inf")
+        print(
+            f"{r.n:>7}  {r.case:<10} {r.wall_s:>8.3f} {f'{lo:.3f}..{hi:.3f}':>15} "
+            f"{rate:>10.0f} {r.rss_mb:>12.1f}"
+        )
+
+
+def _print_summary(results: list[CaseResult]) -> None:
+    """Print cold/warm ratios per N and the targets with PASS/MISS."""
+    by = {(r.n, r.case): r for r in results}
+    print()
+    for n in sorted({r.n for r in results}):
+        cold, warm, same = by[n, "cold"], by[n, "warm"], by[n, "no-change"]
+        print(
+            f"N={n}: cold/warm = {cold.wall_s / warm.wall_s:.1f}x, "
+            f"cold/no-change = {cold.wall_s / same.wall_s:.1f}x"
+        )
+    print()
+    print(f"Targets at N={TARGET_N}:")
+    if (TARGET_N, "cold") not in by:
+        print(f"  not measured (add {TARGET_N} to --sizes)")
+        return
+    peak = max(r.max_rss_mb for r in results if r.n == TARGET_N)
+    checks = [
+        ("cold build", by[TARGET_N, "cold"].wall_s, TARGET_COLD_S, "s"),
+        ("warm build", by[TARGET_N, "warm"].wall_s, TARGET_WARM_S, "s"),
+        ("peak RSS", peak, TARGET_PEAK_MB, "MB"),
+    ]
+    for label, value, limit, unit in checks:
+        verdict = "PASS" if value < limit else "MISS"
+        print(f"  {label:<11} {value:8.3f} {unit:<2} < {limit:g} {unit:<2}  {verdict}")
+
+
+def _parse_sizes(text: str) -> list[int]:
+    """Parse "1000,10000" into [1000, 10000]."""
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        msg = f"not a comma-separated list of integers: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from exc
+    if not sizes or any(n <= 0 for n in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive integers")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(description="Benchmark `publisher build` on generated sites.")
+    parser.add_argument(
+        "--sizes",
+        type=_parse_sizes,
+        default=[1000, 10_000],
+        help="comma-separated post counts (default 1000,10000)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="generate the sites in DIR/site-N and keep them"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
+    parser.add_argument("--seed", type=int, default=42, help="corpus seed (default 42)")
+    parser.add_argument(
+        "--command",
+        default=DEFAULT_COMMAND,
+        help="interpreter arguments for the build, before --config "
+        f'(default "{DEFAULT_COMMAND}"; e.g. "-c pass" to test this script)',
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    command = shlex.split(args.command)
+    print(f"python {sys.version.split()[0]} ({sys.executable}); repo {REPO_ROOT}")
+    print(
+        f"command: python {args.command} --config SITE/config.yaml; "
+        f"{args.repeats} runs per case, median reported"
+    )
+
+    results: list[CaseResult] = []
+    with tempfile.TemporaryDirectory(prefix="publisher-bench-") as tmp:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+        for n in args.sizes:
+            site, corpus = _prepare_site(n, args.seed, args.keep, Path(tmp))
+            build_argv = [sys.executable, *command, "--config", str(site / "config.yaml")]
+            try:
+                results.extend(bench_site(n, site, corpus, build_argv, env, args.repeats))
+            except BuildFailed as exc:
+                print(
+                    f"\nerror: build failed at N={n} ({exc}): {shlex.join(exc.argv)}",
+                    file=sys.stderr,
+                )
+                print(f"(cwd {site})\n--- stderr (tail) ---\n{_tail(exc.stderr)}", file=sys.stderr)
+                return 1
+    _print_table(results)
+    _print_summary(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The ``publisher`` command line: parses arguments, calls the pipeline, prints.
+
+Exit codes, so that cron and systemd can tell what happened:
+
+* 0: everything worked;
+* 1: the job ran, but some input was rejected or some message failed;
+* 2: the command could not run at all (bad config, bad arguments, locked state).
+
+Errors are one line each, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from publisher import __version__
+from publisher.config import Config, load_config
+from publisher.errors import ConfigError, PublisherError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_UNUSABLE = 2
+
+
+class State:
+    """What every subcommand shares: where the config is and what time it is."""
+
+    def __init__(self, config_path: Path | None, now: datetime | None) -> None:
+        self.config_path = config_path
+        self.now = now
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def clock(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+def fail(message: str, code: int = EXIT_UNUSABLE) -> NoReturn:
+    """Print one error line and exit."""
+    click.echo(f"publisher: {message}", err=True)
+    sys.exit(code)
+
+
+def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="publisher")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The site's config file (default: ./config.yaml).",
+)
+@click.option(
+    "--now",
+    callback=_parse_now,
+    hidden=True,
+    help="Pretend it is this time (ISO 8601); for tests and dry runs.",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None, now: datetime | None) -> None:
+    """Build RSS, Atom and JSON feeds and send email digests from Markdown posts."""
+    ctx.obj = State(config_path, now)
+
+
+def _report_build(result: Any, verb: str) -> None:
+    for error in result.errors:
+        click.echo(str(error), err=True)
+    for error in result.stale:
+        click.echo(f"{error} (kept its last good version)", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    posts = result.posts
+    click.echo(
+        f"{verb} {len(result.scopes)} feed sets from {len(posts.published)} posts"
+        f" ({len(posts.errors)} rejected, {len(posts.scheduled)} scheduled,"
+        f" {len(posts.drafts)} drafts) in {result.seconds:.2f}s"
+        + (
+            f": {len(result.written)} files written, {len(result.unchanged)} unchanged"
+            if verb == "built"
+            else ""
+        )
+    )
+
+
+@cli.command()
+@click.option("--no-cache", is_flag=True, help="Ignore and do not update the build cache.")
+@click.pass_obj
+def build(state: State, no_cache: bool) -> None:
+    """Write every feed under the output folder. Exit 1 if any post was rejected."""
+    from publisher.build import build as run_build
+
+    result = run_build(state.config, now=state.clock(), use_cache=not no_cache)
+    _report_build(result, "built")
+    sys.exit(EXIT_REJECTED if result.errors else EXIT_OK)
+
+
+@cli.command()
+@click.pass_obj
+def check(state: State) -> None:
+    """Read and validate the config and every post; write nothing."""
+    from publisher.build import build as run_build
+
+    result = run_build(state.config, now=state.clock(), use_cache=False, write=False)
+    _report_build(result, "checked")
+    sys.exit(EXIT_REJECTED if result.errors else EXIT_OK)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; every PublisherError becomes one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="publisher", standalone_mode=False)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(line, err=True)
+        sys.exit(EXIT_UNUSABLE)
+    except PublisherError as exc:
+        fail(str(exc))
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,87 @@
+"""The one exception hierarchy of publisher.
+
+Every error a user can cause is a subclass of :class:`PublisherError`, so the
+command line can print it as one line and choose an exit code without a
+traceback::
+
+    PublisherError
+    ├── ConfigError        config.yaml is unreadable or invalid (all problems at once)
+    ├── PostError          one post cannot be read (path:line:col: field: message)
+    ├── OutputError        a target path is unsafe or claimed twice
+    ├── StoreError         the subscriber store or send ledger refused an operation
+    │   └── LockError      another process holds the state lock
+    └── SendError          a backend could not hand over a message
+        ├── TemporarySendError   worth retrying (4xx, dropped connection before DATA)
+        └── PermanentSendError   not worth retrying for this recipient (5xx)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "LockError",
+    "OutputError",
+    "PermanentSendError",
+    "PostError",
+    "PublisherError",
+    "SendError",
+    "StoreError",
+    "TemporarySendError",
+]
+
+
+class PublisherError(Exception):
+    """Base of every error publisher reports to its user."""
+
+
+class ConfigError(PublisherError):
+    """The configuration is invalid; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str], source: str = "config.yaml") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+
+
+class PostError(PublisherError):
+    """A post cannot be used; the message names file, line, column and field."""
+
+    def __init__(
+        self, path: str, message: str, line: int = 1, col: int = 1, field: str = ""
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.col = col
+        self.field = field
+        self.message = message
+        where = f"{path}:{line}:{col}: "
+        super().__init__(where + (f"{field}: " if field else "") + message)
+
+    def __reduce__(self) -> tuple[type[PostError], tuple[str, str, int, int, str]]:
+        # Rejected posts are kept in the build cache; the default pickling of an
+        # exception would call __init__ with the formatted message only.
+        return (PostError, (self.path, self.message, self.line, self.col, self.field))
+
+
+class OutputError(PublisherError):
+    """A file would be written outside the output folder, or twice in one build."""
+
+
+class StoreError(PublisherError):
+    """The subscriber store or send ledger cannot do what was asked."""
+
+
+class LockError(StoreError):
+    """Another publisher process holds the lock on this site's state."""
+
+
+class SendError(PublisherError):
+    """A message could not be handed to its backend."""
+
+
+class TemporarySendError(SendError):
+    """A failure that may pass: a 4xx reply or a connection lost before DATA."""
+
+
+class PermanentSendError(SendError):
+    """A failure that will not pass for this recipient, such as a 5xx reply."""

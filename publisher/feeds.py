@@ -1,0 +1,246 @@
+"""Feed documents: posts in, RSS 2.0, Atom 1.0, JSON Feed 1.1 and OPML bytes out.
+
+Pure: nothing here reads or writes files, so the tests drive it with plain
+objects. One loop covers every (scope, format) pair; a scope is the whole
+site, one category or one tag.
+
+Feed semantics worth knowing: RSS has one ``description`` per item, which
+readers show as the teaser, so it carries the plain-text summary and the full
+HTML goes into ``content:encoded``; Atom has ``summary`` and ``content`` for
+the same two roles; JSON Feed has ``summary`` and ``content_html``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from publisher import __version__
+from publisher.config import Config
+from publisher.markup import Rendered
+from publisher.posts import Post
+from publisher.urls import assign_slugs, url_join
+
+__all__ = [
+    "FILE_NAMES",
+    "MEDIA_TYPES",
+    "Scope",
+    "feed_document",
+    "opml_document",
+    "plan_scopes",
+    "post_url",
+]
+
+FILE_NAMES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
+MEDIA_TYPES = {
+    "atom": "application/atom+xml",
+    "rss": "application/rss+xml",
+    "json": "application/feed+json",
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One set of feeds: the whole site, one category or one tag."""
+
+    kind: str  # "site", "category" or "tag"
+    name: str  # the category or tag as written; "" for the site
+    folder: str  # "" or "categories/<slug>/" (not percent-encoded)
+    title: str
+    posts: tuple[Post, ...]  # newest first, at most feeds.max_items
+
+    def path(self, fmt: str) -> str:
+        """The feed file's path relative to the output folder."""
+        return self.folder + FILE_NAMES[fmt]
+
+    def url(self, config: Config, fmt: str) -> str:
+        """The feed's published URL, which is also its self link."""
+        return url_join(config.site.url, "/" + self.path(fmt))
+
+    def home(self, config: Config) -> str:
+        """The page a reader opens from this feed."""
+        return url_join(config.site.url, "/")
+
+
+def post_url(config: Config, post: Post) -> str:
+    """A post's absolute, percent-encoded URL."""
+    return url_join(config.site.url, post.permalink)
+
+
+def _group(
+    posts: Iterable[Post], names_of: Callable[[Post], Iterable[str]], limit: int
+) -> dict[str, list[Post]]:
+    groups: dict[str, list[Post]] = {}
+    for post in posts:
+        for name in names_of(post):
+            items = groups.setdefault(name, [])
+            if len(items) < limit:
+                items.append(post)
+    return groups
+
+
+def plan_scopes(config: Config, published: list[Post]) -> list[Scope]:
+    """Decide which feeds exist and which posts each one holds.
+
+    ``published`` must be sorted newest first. Names whose slugs collide get
+    distinct folders (see :func:`~publisher.urls.assign_slugs`).
+    """
+    limit = config.feeds.max_items
+    site = config.site
+    scopes = [Scope("site", "", "", site.title, tuple(published[:limit]))]
+    kinds: list[tuple[str, str, Callable[[Post], Iterable[str]], Mapping[str, str], str]] = []
+    if config.feeds.per_category:
+        kinds.append(
+            ("category", "categories", lambda p: p.categories, config.feeds.category_slugs, "")
+        )
+    if config.feeds.per_tag:
+        kinds.append(("tag", "tags", lambda p: p.tags, config.feeds.tag_slugs, "#"))
+    for kind, folder, names_of, overrides, mark in kinds:
+        groups = _group(published, names_of, limit)
+        slugs = assign_slugs(groups, overrides)
+        for name in sorted(groups):
+            scopes.append(
+                Scope(
+                    kind,
+                    name,
+                    f"{folder}/{slugs[name]}/",
+                    f"{site.title} – {mark}{name}",
+                    tuple(groups[name]),
+                )
+            )
+    return scopes
+
+
+def _in_zone(config: Config, moment: datetime) -> datetime:
+    return moment.astimezone(config.site.timezone)
+
+
+def _feed_updated(config: Config, scope: Scope) -> datetime:
+    # The newest entry's time, not the build time: an unchanged site then yields
+    # byte-identical feeds, which keeps HTTP caches and conditional GETs useful.
+    newest = max((p.modified for p in scope.posts), default=_EPOCH)
+    return _in_zone(config, newest)
+
+
+def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Rendered]) -> bytes:
+    from feedgen.feed import FeedGenerator  # imported late: it costs start-up time
+
+    site = config.site
+    fg = FeedGenerator()
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.id(scope.url(config, fmt))
+    fg.title(scope.title)
+    fg.subtitle(site.description or scope.title)
+    # feedgen gives RSS's <link> the last link set: the home page, not the self link.
+    fg.link(href=scope.url(config, fmt), rel="self")
+    fg.link(href=scope.home(config), rel="alternate")
+    fg.language(site.language)
+    if site.author:
+        fg.author({"name": site.author, **({"email": site.email} if site.email else {})})
+    fg.generator("publisher", __version__)
+    fg.updated(_feed_updated(config, scope))
+    tag_scheme = url_join(site.url, "/tags/")
+    for post in scope.posts:
+        fe = fg.add_entry(order="append")
+        body = rendered[post.id]
+        fe.id(post.id)
+        fe.guid(post.id, permalink=False)
+        fe.title(post.title)
+        fe.link(href=post_url(config, post), rel="alternate")
+        fe.published(_in_zone(config, post.date))
+        fe.updated(_in_zone(config, post.modified))
+        fe.summary(body.summary or post.title)
+        if config.feeds.content == "full":
+            fe.content(body.html, type="html")
+        author = post.author or site.author
+        if author:
+            fe.author({"name": author})
+            fe.dc.dc_creator(author)
+        categories = [{"term": c, "label": c} for c in post.categories]
+        categories += [{"term": t, "label": t, "scheme": tag_scheme} for t in post.tags]
+        if categories:
+            fe.category(categories)
+    if fmt == "atom":
+        data: bytes = fg.atom_str(pretty=True)
+    else:
+        data = fg.rss_str(pretty=True)
+    return data
+
+
+def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -> bytes:
+    site = config.site
+    items: list[dict[str, Any]] = []
+    for post in scope.posts:
+        body = rendered[post.id]
+        item: dict[str, Any] = {
+            "id": post.id,
+            "url": post_url(config, post),
+            "title": post.title,
+            "summary": body.summary or post.title,
+            "date_published": _in_zone(config, post.date).isoformat(),
+            "date_modified": _in_zone(config, post.modified).isoformat(),
+        }
+        if config.feeds.content == "full":
+            item["content_html"] = body.html
+        else:
+            item["content_text"] = body.summary or post.title
+        if post.categories or post.tags:
+            item["tags"] = list(dict.fromkeys(post.categories + post.tags))
+        author = post.author or site.author
+        if author:
+            item["authors"] = [{"name": author}]
+        items.append(item)
+    document: dict[str, Any] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": scope.title,
+        "home_page_url": scope.home(config),
+        "feed_url": scope.url(config, "json"),
+        "description": site.description or scope.title,
+        "language": site.language,
+        "items": items,
+    }
+    if site.author:
+        document["authors"] = [{"name": site.author}]
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def feed_document(
+    config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Rendered]
+) -> bytes:
+    """The bytes of one feed; ``rendered`` maps each post id to its rendered body."""
+    if fmt == "json":
+        return _json_feed(config, scope, rendered)
+    return _xml_feed(config, scope, fmt, rendered)
+
+
+def opml_document(config: Config, scopes: Iterable[Scope]) -> bytes:
+    """An OPML 2.0 subscription list of every feed, for importing into a reader."""
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<opml version="2.0">',
+        "  <head>",
+        f"    <title>{_xml_text(config.site.title)}</title>",
+        "  </head>",
+        "  <body>",
+    ]
+    for scope in scopes:
+        for fmt in config.feeds.formats:
+            if fmt == "json":
+                continue  # OPML readers expect XML feeds
+            title = quoteattr(f"{scope.title} ({fmt.upper()})")
+            lines.append(
+                f'    <outline type="rss" text={title} title={title}'
+                f" xmlUrl={quoteattr(scope.url(config, fmt))}"
+                f" htmlUrl={quoteattr(scope.home(config))}/>"
+            )
+    lines += ["  </body>", "</opml>", ""]
+    return "\n".join(lines).encode("utf-8")
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,100 @@
+"""Markdown to safe, self-contained HTML, and plain-text excerpts.
+
+Feed readers show entry HTML out of the site's context, so relative links must
+be made absolute against the post's own URL, and anything that runs script
+must go: the HTML passes an allowlist sanitizer (nh3, the Ammonia bindings)
+rather than a hand-written blocklist, which is the kind of code that misses a
+case.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+
+import markdown
+import nh3
+
+from publisher.posts import remove_xml_illegal
+
+__all__ = ["Rendered", "cut_text", "html_to_text", "render"]
+
+_EXTENSIONS = ["extra", "sane_lists"]
+_local = threading.local()
+
+# Sentence ends of Japanese and English prose: a cut here reads as finished.
+_SENTENCE_END = "。！？!?．.」』"
+_FIRST_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A post body made ready for a feed or an email."""
+
+    html: str  # sanitized, with absolute URLs
+    summary: str  # plain text, cut to length
+    had_illegal_chars: bool = False
+
+
+def _converter() -> markdown.Markdown:
+    md: markdown.Markdown | None = getattr(_local, "md", None)
+    if md is None:
+        md = markdown.Markdown(extensions=_EXTENSIONS, output_format="html")
+        _local.md = md
+    return md
+
+
+def sanitize(fragment: str, base_url: str) -> str:
+    """Keep only safe HTML and resolve relative URLs against ``base_url``."""
+    return nh3.clean(
+        fragment,
+        url_relative=("rewrite_with_base", base_url),
+        link_rel=None,
+    )
+
+
+def render(body: str, base_url: str, *, excerpt: str = "", excerpt_length: int = 200) -> Rendered:
+    """Render a Markdown body to sanitized HTML with a plain-text summary.
+
+    ``base_url`` is the post's own absolute URL; ``excerpt`` is the writer's
+    own summary, used as given when present.
+    """
+    body, had_illegal = remove_xml_illegal(body)
+    raw = _converter().reset().convert(body)
+    safe = sanitize(raw, base_url)
+    summary = excerpt
+    if not summary:
+        first = _FIRST_PARAGRAPH.search(safe)
+        summary = cut_text(html_to_text(first.group(1) if first else safe), excerpt_length)
+    return Rendered(html=safe, summary=summary, had_illegal_chars=had_illegal)
+
+
+def html_to_text(fragment: str) -> str:
+    """The visible text of an HTML fragment, on one line."""
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", fragment))).strip()
+
+
+def cut_text(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters where a reader expects a break.
+
+    Japanese has no spaces between words, so the cut prefers the end of a
+    sentence, then a space, and only then a plain character boundary; it
+    never splits a character from the combining marks that follow it.
+    """
+    if len(text) <= limit:
+        return text
+    window = text[: limit + 1]
+    floor = limit // 2
+    for i in range(limit - 1, floor, -1):
+        if window[i] in _SENTENCE_END and (window[i] != "." or window[i + 1].isspace()):
+            return text[: i + 1]
+    space = window.rfind(" ", floor, limit)
+    cut = space if space > 0 else limit - 1
+    while cut > 0 and (unicodedata.combining(text[cut]) or text[cut] in "\u200d\ufe0e\ufe0f"):
+        cut -= 1
+    return text[:cut].rstrip() + "…"

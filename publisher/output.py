@@ -1,0 +1,93 @@
+"""Writing files under the output folder, safely and atomically.
+
+A feed reader may poll while a build runs, so every file is written to a
+temporary file in the same folder, flushed to disk and renamed over the old
+one: a reader sees the old feed or the new one, never half of either. No path
+built from a slug, category or permalink may leave the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from publisher.errors import OutputError
+
+__all__ = ["OutputWriter", "atomic_write", "safe_join"]
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """Return ``root / relative``, refusing anything that would land outside ``root``."""
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if not parts or relative.startswith("/") or any(p in ("..", ".", "") for p in parts):
+        raise OutputError(
+            f"refusing to write {relative!r}: not a plain path inside the output folder"
+        )
+    if any("\x00" in p for p in parts):
+        raise OutputError(f"refusing to write {relative!r}: NUL in path")
+    target = root.joinpath(*parts)
+    # A symlink inside the output folder could still point elsewhere.
+    resolved_root = root.resolve()
+    if not target.resolve().is_relative_to(resolved_root):
+        raise OutputError(f"refusing to write {relative!r}: it resolves outside {root}")
+    return target
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that no reader ever sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename itself must survive a crash too.
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class OutputWriter:
+    """Writes a build's files under one root; each path may be claimed once per build."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.claimed: dict[str, str] = {}
+        self.written: list[str] = []
+        self.unchanged: list[str] = []
+
+    def write(self, relative: str, data: bytes, owner: str) -> Path:
+        """Write ``data`` to ``relative`` unless the same bytes are already there.
+
+        ``owner`` says what the file is for, so that two outputs aimed at the
+        same path are reported by name instead of one silently replacing the other.
+        """
+        target = safe_join(self.root, relative)
+        key = target.as_posix()
+        if key in self.claimed:
+            raise OutputError(
+                f"{relative}: both {self.claimed[key]} and {owner} would be written here"
+            )
+        self.claimed[key] = owner
+        try:
+            if target.stat().st_size == len(data) and target.read_bytes() == data:
+                # Leaving an unchanged feed alone keeps its mtime, so HTTP caches and
+                # conditional requests keep working.
+                self.unchanged.append(relative)
+                return target
+        except OSError:
+            pass
+        atomic_write(target, data)
+        self.written.append(relative)
+        return target

@@ -1,0 +1,344 @@
+"""Posts: Markdown files with YAML front matter, read with Jekyll's semantics.
+
+:func:`parse_post` turns one file's bytes into a :class:`Post` or raises a
+:class:`~publisher.errors.PostError` that names the file, line, column and
+field. It does no I/O, so tests drive it with plain bytes. :func:`split_posts`
+decides, given the time, which posts are published, which wait for their date
+and which are drafts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import yaml
+from frontmatter.default_handlers import YAMLHandler
+
+from publisher.dates import parse_date
+from publisher.errors import PostError
+from publisher.urls import expand_permalink, slugify
+
+__all__ = [
+    "MAX_POST_BYTES",
+    "Post",
+    "PostSet",
+    "is_post_file",
+    "parse_post",
+    "read_body",
+    "remove_xml_illegal",
+    "split_posts",
+]
+
+# A post is a few kilobytes; anything near this is a mistake or an attack, and
+# refusing it before reading keeps memory bounded.
+MAX_POST_BYTES = 4 * 1024 * 1024
+# A front matter needs a few dozen YAML nodes; an alias bomb needs billions.
+_MAX_NODES = 10_000
+
+_DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
+_FENCE = re.compile(rb"^(---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+# XML 1.0 forbids these code points; one of them in a title breaks a whole feed.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One post's metadata. Its body is read again only if some output needs it."""
+
+    source: str  # path relative to the site folder, with forward slashes
+    title: str
+    date: datetime
+    slug: str
+    permalink: str  # URL path, not percent-encoded; starts with "/"
+    id: str
+    digest: str  # hash of the file's bytes, for caches
+    body_line: int  # 1-based line where the Markdown body starts
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    author: str = ""
+    excerpt: str = ""
+    updated: datetime | None = None
+    draft: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def modified(self) -> datetime:
+        """When the post last changed, for a feed entry's updated time."""
+        return self.updated or self.date
+
+
+@dataclass
+class PostSet:
+    """Every post of a site sorted into what a build does with it."""
+
+    published: list[Post] = field(default_factory=list)  # newest first
+    scheduled: list[Post] = field(default_factory=list)  # soonest first
+    drafts: list[Post] = field(default_factory=list)
+    errors: list[PostError] = field(default_factory=list)
+
+
+class _Loader(yaml.CSafeLoader):
+    """YAML loader that keeps timestamps as text so that one strict parser reads every date."""
+
+
+def _timestamp_as_text(loader: yaml.BaseLoader, node: yaml.Node) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_YAML = YAMLHandler()
+
+
+def is_post_file(name: str) -> bool:
+    """True for ``*.md`` and ``*.markdown`` files that are not editor leftovers."""
+    if name.startswith((".", "#")) or name.endswith("~"):
+        return False
+    return name.endswith((".md", ".markdown"))
+
+
+def remove_xml_illegal(text: str) -> tuple[str, bool]:
+    """Strip code points XML forbids; report whether any were found."""
+    cleaned = _XML_ILLEGAL.sub("", text)
+    return cleaned, len(cleaned) != len(text)
+
+
+def _count_nodes(value: Any, budget: int) -> int:
+    """Count nodes until ``budget`` runs out; aliases count every time they are reached."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return budget
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return budget
+
+
+def _split(source: str, data: bytes) -> tuple[bytes, int, int]:
+    """Return the front matter bytes, the line it starts on and the body's byte offset."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    first = _FENCE.match(data)
+    if not first or first.group(1) != b"---":
+        raise PostError(source, "missing: a post starts with a line '---'", 1, 1, "front matter")
+    closing = _FENCE.search(data, first.end())
+    if not closing:
+        raise PostError(source, "no closing '---' line", 1, 1, "front matter")
+    start = first.end() + 1
+    matter = data[start : closing.start()] if start <= closing.start() else b""
+    body = closing.end() + 1
+    return matter, 2, body
+
+
+def _decode(source: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise PostError(
+            source, "invalid UTF-8 (save the file as UTF-8)", line, col, "encoding"
+        ) from None
+
+
+def _field_position(matter: str, name: str, first_line: int) -> tuple[int, int]:
+    """Line and column of a top-level key's value, for error messages."""
+    pattern = re.compile(rf"^{re.escape(name)}[ \t]*:[ \t]*", re.MULTILINE)
+    match = pattern.search(matter)
+    if not match:
+        return first_line, 1
+    line = matter.count("\n", 0, match.start()) + first_line
+    col = match.end() - (matter.rfind("\n", 0, match.start()) + 1) + 1
+    return line, col
+
+
+def _names(value: Any) -> list[str]:
+    """Jekyll's categories and tags: a list, or a string of space-separated names."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list):
+        names = []
+        for item in value:
+            if isinstance(item, dict | list) or item is None:
+                raise ValueError("must be a list of names or a space-separated string")
+            names.append(str(item).strip())
+        return [n for n in names if n]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [str(value)]
+    raise ValueError("must be a list of names or a space-separated string")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict | list | bool) or value is None:
+        raise ValueError("must be text")
+    return str(value).strip()
+
+
+def _author(value: Any) -> str:
+    if isinstance(value, dict):
+        return _text(value.get("name", ""))
+    if isinstance(value, list):
+        return ", ".join(_text(v) for v in value)
+    return _text(value)
+
+
+def parse_post(
+    source: str,
+    data: bytes,
+    *,
+    tz: tzinfo,
+    permalink: str,
+    site_url: str,
+    stem: str | None = None,
+    id_key: str | None = None,
+) -> Post:
+    """Read one post from its bytes.
+
+    ``source`` names the file in messages; ``stem`` is its file name without the
+    extension (taken from ``source`` when omitted); ``id_key`` is its path under
+    the posts folder without the extension, the stable part of its id;
+    ``permalink`` is the site's pattern. Raises PostError naming the line and
+    column of the first problem.
+    """
+    if len(data) > MAX_POST_BYTES:
+        raise PostError(
+            source, f"file is larger than {MAX_POST_BYTES // 1024 // 1024} MB", 1, 1, "size"
+        )
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    matter_bytes, first_line, body_offset = _split(source, data)
+    matter = _decode(source, matter_bytes)
+    body_line = data.count(b"\n", 0, body_offset) + 1
+    try:
+        meta = _YAML.load(matter, Loader=_Loader) if matter.strip() else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + first_line if mark else first_line
+        col = mark.column + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise PostError(source, f"invalid YAML: {problem}", line, col, "front matter") from None
+    if not isinstance(meta, dict):
+        raise PostError(
+            source, "must be a mapping of keys to values", first_line, 1, "front matter"
+        )
+    if _count_nodes(meta, _MAX_NODES) < 0:
+        raise PostError(source, "too many values (YAML aliases?)", first_line, 1, "front matter")
+
+    def fail(name: str, message: str) -> PostError:
+        line, col = _field_position(matter, name, first_line)
+        return PostError(source, message, line, col, name)
+
+    def get(name: str, convert: Any, default: Any) -> Any:
+        if meta.get(name) is None:
+            return default
+        try:
+            return convert(meta[name])
+        except ValueError as exc:
+            raise fail(name, str(exc)) from None
+
+    warnings: list[str] = []
+
+    def clean(name: str, text: str) -> str:
+        cleaned, changed = remove_xml_illegal(text)
+        if changed:
+            line, col = _field_position(matter, name, first_line)
+            warnings.append(f"{source}:{line}:{col}: {name}: removed characters that XML forbids")
+        return cleaned
+
+    stem = stem if stem is not None else PurePosixPath(source).stem
+    prefix = _DATE_PREFIX.match(stem)
+
+    title = clean("title", get("title", _text, ""))
+    if not title:
+        raise fail("title", "missing: every post needs a title")
+
+    if meta.get("date") is not None:
+        date = get("date", lambda v: parse_date(v, tz), None)
+    elif prefix:
+        date = parse_date(prefix.group(1), tz)
+    else:
+        raise fail("date", "missing: give a date, or start the file name with YYYY-MM-DD-")
+    updated = None
+    for key in ("last_modified_at", "updated"):
+        if meta.get(key) is not None:
+            updated = get(key, lambda v: parse_date(v, tz), None)
+            break
+
+    categories = get("categories", _names, []) + get("category", _names, [])
+    tags = get("tags", _names, []) + get("tag", _names, [])
+    categories = [clean("categories", c) for c in dict.fromkeys(categories)]
+    tags = [clean("tags", t) for t in dict.fromkeys(tags)]
+
+    slug_source = get("slug", _text, "") or (prefix.group(2) if prefix else stem)
+    slug = slugify(slug_source, lower=False) or "post"
+    pattern = get("permalink", _text, "") or permalink
+    # Jekyll's :categories is each name lowercased, not slugified; the URL is
+    # percent-encoded when written. A "/" in a name must not add a folder level.
+    path = expand_permalink(
+        pattern, slug=slug, date=date, categories=[c.lower().replace("/", "-") for c in categories]
+    )
+
+    explicit_id = get("id", _text, "") or get("guid", _text, "")
+    host = urlsplit(site_url).hostname or "localhost"
+    day = prefix.group(1) if prefix else date.strftime("%Y-%m-%d")
+    # The id comes from the file's path, never from its text, so editing a post's
+    # title or body never makes readers show it as a new entry.
+    path_key = quote(id_key or str(PurePosixPath(source).with_suffix("")), safe="/-._~")
+    post_id = explicit_id or f"tag:{host},{day}:{path_key}"
+
+    draft = bool(meta.get("draft") is True or meta.get("published") is False)
+
+    return Post(
+        source=source,
+        title=title,
+        date=date,
+        slug=slug,
+        permalink=path,
+        id=post_id,
+        digest=digest,
+        body_line=body_line,
+        categories=tuple(categories),
+        tags=tuple(tags),
+        author=clean("author", get("author", _author, "")),
+        excerpt=clean("excerpt", get("excerpt", _text, "")),
+        updated=updated,
+        draft=draft,
+        warnings=tuple(warnings),
+    )
+
+
+def read_body(data: bytes) -> str:
+    """Return the Markdown body of a post's bytes (everything after the front matter)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    first = _FENCE.match(data)
+    closing = _FENCE.search(data, first.end()) if first else None
+    body = data[closing.end() + 1 :] if closing else data
+    return body.decode("utf-8", errors="replace")
+
+
+def split_posts(posts: Iterable[Post], errors: Iterable[PostError], now: datetime) -> PostSet:
+    """Sort posts into published (newest first), scheduled (soonest first) and drafts."""
+    result = PostSet(errors=list(errors))
+    for post in posts:
+        if post.draft:
+            result.drafts.append(post)
+        elif post.date > now:
+            result.scheduled.append(post)
+        else:
+            result.published.append(post)
+    result.published.sort(key=lambda p: (p.date, p.source), reverse=True)
+    result.scheduled.sort(key=lambda p: (p.date, p.source))
+    return result

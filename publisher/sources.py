@@ -1,0 +1,132 @@
+"""Finding and reading the post files of a site, reusing the build cache.
+
+This is the I/O edge in front of :mod:`publisher.posts`: it walks
+``paths.posts``, skips editor leftovers, refuses oversized files before
+reading them, and parses only files whose stat and content changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from publisher.cache import BuildCache, FileEntry
+from publisher.config import Config
+from publisher.errors import PostError
+from publisher.posts import MAX_POST_BYTES, Post, is_post_file, parse_post
+
+__all__ = ["ReadResult", "find_post_files", "read_posts"]
+
+
+@dataclass
+class ReadResult:
+    """Every post file's outcome: parsed posts, rejected files and warnings."""
+
+    posts: list[Post] = field(default_factory=list)
+    errors: list[PostError] = field(default_factory=list)
+    stale: list[PostError] = field(default_factory=list)  # broken now, last good version kept
+    warnings: list[str] = field(default_factory=list)
+    parsed: int = 0  # files actually read and parsed (the rest came from the cache)
+
+
+def find_post_files(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """Every post file under ``folder`` (subfolders included) with its stat, sorted.
+
+    Names are relative to ``folder`` with forward slashes. Hidden folders and
+    editor leftovers (``*~``, ``.#*``, ``*.swp``, dotfiles) are skipped.
+    """
+    found: list[tuple[str, os.stat_result]] = []
+    stack = [("", str(folder))]
+    while stack:
+        prefix, path = stack.pop()
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((f"{prefix}{name}/", entry.path))
+            elif is_post_file(name) and entry.is_file():
+                try:
+                    found.append((prefix + name, entry.stat()))
+                except OSError:
+                    continue
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def read_posts(config: Config, cache: BuildCache, keep_last_good: bool = False) -> ReadResult:
+    """Read every post of the site, updating ``cache`` in place.
+
+    With ``keep_last_good`` (the watcher's mode), a post that an edit broke is
+    still served in its last good version and its error is reported as stale.
+    """
+    folder = config.paths.posts
+    root = config.paths.root
+    try:
+        label = folder.relative_to(root).as_posix() + "/"
+    except ValueError:
+        label = folder.as_posix() + "/"
+    result = ReadResult()
+    seen: dict[str, FileEntry] = {}
+    for name, st in find_post_files(folder):
+        source = label + name
+        entry = cache.files.get(source)
+        if entry is None or entry.mtime_ns != st.st_mtime_ns or entry.size != st.st_size:
+            entry = _read_one(config, folder / name, source, label, st, entry)
+            result.parsed += 1
+        seen[source] = entry
+        outcome = entry.result
+        if isinstance(outcome, Post):
+            result.posts.append(outcome)
+            result.warnings.extend(outcome.warnings)
+        elif keep_last_good and entry.last_good is not None:
+            result.posts.append(entry.last_good)
+            result.stale.append(outcome)
+        else:
+            result.errors.append(outcome)
+    cache.files = seen
+    return result
+
+
+def _read_one(
+    config: Config,
+    path: Path,
+    source: str,
+    label: str,
+    st: os.stat_result,
+    old: FileEntry | None,
+) -> FileEntry:
+    last_good = old.last_good if old else None
+    if st.st_size > MAX_POST_BYTES:
+        error = PostError(source, f"file is larger than {MAX_POST_BYTES // 2**20} MB", 1, 1, "size")
+        return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_POST_BYTES + 1)
+    except OSError as exc:
+        error = PostError(source, f"cannot be read: {exc.strerror}", 1, 1, "file")
+        return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if old is not None and old.digest == digest:
+        # Same bytes under a new stat (a touch, a checkout): nothing to parse.
+        return FileEntry(st.st_mtime_ns, st.st_size, digest, old.result, last_good)
+    try:
+        post: Post | PostError = parse_post(
+            source,
+            data,
+            tz=config.site.timezone,
+            permalink=config.permalink,
+            site_url=config.site.url,
+            stem=path.stem,
+            id_key=source[len(label) :].rsplit(".", 1)[0],
+        )
+    except PostError as exc:
+        post = exc
+    good = post if isinstance(post, Post) else last_good
+    return FileEntry(st.st_mtime_ns, st.st_size, digest, post, good)
