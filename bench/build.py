@@ -5,6 +5,9 @@ Usage::
     python bench/build.py [--sizes 1000,10000] [--keep DIR] [--repeats 3]
                           [--command "-m publisher build"] [--seed 42]
 
+``--command`` takes the interpreter arguments; ``{config}`` in it is replaced by the
+site's config path, otherwise ``--config PATH`` is appended.
+
 For each N a site is generated with ``make_corpus.generate_corpus`` and the build is
 run as a whole subprocess (``sys.executable``, cwd = the site, PYTHONPATH = this repo,
 so the package under test is the working tree's). Cases, each repeated and reported
@@ -277,6 +280,14 @@ def _parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def build_command(command: str, config: Path) -> list[str]:
+    """Interpreter arguments for one build: fill {config}, or append --config PATH."""
+    parts = shlex.split(command)
+    if any("{config}" in part for part in parts):
+        return [part.replace("{config}", str(config)) for part in parts]
+    return [*parts, "--config", str(config)]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description="Benchmark `publisher build` on generated sites.")
@@ -294,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--command",
         default=DEFAULT_COMMAND,
-        help="interpreter arguments for the build, before --config "
+        help="interpreter arguments for the build; {config} is replaced by the config "
+        'path, else "--config PATH" is appended '
         f'(default "{DEFAULT_COMMAND}"; e.g. "-c pass" to test this script)',
     )
     args = parser.parse_args(argv)
@@ -303,10 +315,9 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    command = shlex.split(args.command)
     print(f"python {sys.version.split()[0]} ({sys.executable}); repo {REPO_ROOT}")
     print(
-        f"command: python {args.command} --config SITE/config.yaml; "
+        f"command: python {shlex.join(build_command(args.command, Path('SITE/config.yaml')))}; "
         f"{args.repeats} runs per case, median reported"
     )
 
@@ -316,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
         for n in args.sizes:
             site, corpus = _prepare_site(n, args.seed, args.keep, Path(tmp))
-            build_argv = [sys.executable, *command, "--config", str(site / "config.yaml")]
+            build_argv = [sys.executable, *build_command(args.command, site / "config.yaml")]
             try:
                 results.extend(bench_site(n, site, corpus, build_argv, env, args.repeats))
             except BuildFailed as exc:

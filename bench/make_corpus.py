@@ -41,6 +41,8 @@ JST = timezone(timedelta(hours=9))
 JST_SHARE = 0.08
 #: Target whole-file size in UTF-8 bytes (uniform in this range, mean ~7 KB).
 TARGET_BYTES = (6300, 7500)
+#: Distinct paragraphs to draw post bodies from.
+PARAGRAPH_POOL = 8000
 
 CONFIG_YAML = """\
 site:
@@ -309,12 +311,19 @@ class _PostWriter:
         self.items = [t for t, _ in _sentence_pool(rng, LIST_ITEMS, 400)]
         self.links = [t for t, _ in _sentence_pool(rng, LINK_SENTENCES, 40)]
         self.cat_cum = _zipf_cum_weights(len(CATEGORIES), 1.3)
+        # Paragraphs are pre-built too (each reused by ~30 posts at N=10,000): per-post
+        # sentence picking was most of the generation time.
+        self.paragraphs = [self._make_paragraph() for _ in range(PARAGRAPH_POOL)]
         self.tag_cum = _zipf_cum_weights(len(TAGS), 1.0)
 
     def paragraph(self) -> tuple[str, int]:
+        """A random paragraph from the pool, as (text, utf8_bytes)."""
+        return self.paragraphs[int(self.rng.random() * len(self.paragraphs))]
+
+    def _make_paragraph(self) -> tuple[str, int]:
         """One paragraph of 2-5 sentences, mostly Japanese, sometimes English."""
         rng = self.rng
-        k = 2 + int(rng.random() * 4)  # 2-5; cheaper than randint in this hot loop
+        k = rng.randint(2, 5)
         if rng.random() < 0.25:
             parts = rng.choices(self.en, k=k)
             sep = " "
