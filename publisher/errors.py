@@ -10,6 +10,7 @@ traceback::
     ├── OutputError        a target path is unsafe or claimed twice
     ├── StoreError         the subscriber store or send ledger refused an operation
     │   └── LockError      another process holds the state lock
+    ├── TokenError         a signed link token is forged, altered or for another purpose
     └── SendError          a backend could not hand over a message
         ├── TemporarySendError   worth retrying (4xx, dropped connection before DATA)
         └── PermanentSendError   not worth retrying for this recipient (5xx)
@@ -27,6 +28,7 @@ __all__ = [
     "SendError",
     "StoreError",
     "TemporarySendError",
+    "TokenError",
 ]
 
 
@@ -73,6 +75,10 @@ class StoreError(PublisherError):
 
 class LockError(StoreError):
     """Another publisher process holds the lock on this site's state."""
+
+
+class TokenError(PublisherError):
+    """A signed link token (unsubscribe, preferences, confirm) is not valid."""
 
 
 class SendError(PublisherError):
