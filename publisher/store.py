@@ -1,0 +1,930 @@
+"""Subscribers, the send ledger and digest runs, kept in one SQL database.
+
+SQLite is the default (``store.url`` in config.yaml); the SQL is portable, so a
+PostgreSQL URL works unchanged. Every write is its own committed transaction,
+so a process killed at any moment loses nothing it reported as done.
+
+The ledger is what makes "exactly once" possible. A digest send is planned as
+one row per (digest, subscriber), protected by a UNIQUE constraint, then walks
+``pending -> sending -> sent``:
+
+* ``mark_sending`` claims a pending row with a conditional UPDATE, so two
+  processes can never both hand the same message to the server;
+* ``mark_sent`` is called only after the server accepted the message, and
+  records the posts it carried as delivered in the same transaction;
+* a row left in ``sending`` (the process died, or the connection dropped after
+  DATA) is *uncertain*: it is never retried automatically, only ``resolve``\\ d
+  by an operator.
+
+Times are stored in UTC and returned as aware datetimes; naive datetimes are
+refused, because guessing their zone would shift every schedule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from publisher.errors import StoreError
+
+if TYPE_CHECKING:
+    from publisher.config import Config
+
+__all__ = [
+    "LEDGER_STATUSES",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SUBSCRIBER_STATUSES",
+    "DigestRun",
+    "LedgerRow",
+    "Store",
+    "Subscriber",
+    "clean_categories",
+    "email_problem",
+    "normalize_email",
+]
+
+SCHEMA_VERSION = 1
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed")
+LEDGER_STATUSES = ("pending", "sending", "sent", "failed")
+RUN_STATUSES = ("running", "done", "failed", "skipped")
+BUSY_TIMEOUT_MS = 30_000
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One address that may receive digests."""
+
+    id: int
+    email: str
+    name: str
+    categories: tuple[str, ...]  # empty: every category
+    status: str  # "pending" | "active" | "unsubscribed"
+    created_at: datetime
+    updated_at: datetime
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One planned message: a digest for one subscriber, and where its sending stands."""
+
+    id: int
+    digest: str  # the period key, e.g. "2026-W48"
+    subscriber_id: int
+    email: str
+    status: str  # "pending" | "sending" | "sent" | "failed"
+    post_ids: tuple[str, ...]  # fixed when planned, so a resumed run sends the same message
+    message_id: str
+    attempts: int
+    error: str
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DigestRun:
+    """One digest period's run: when it was due, how it went."""
+
+    digest: str
+    due_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    status: str  # "running" | "done" | "failed" | "skipped"
+    sent: int
+    skipped: int
+    failed: int
+    uncertain: int
+    note: str
+
+
+# --- validation ---------------------------------------------------------------------------
+
+# RFC 5321/5322 dot-atom local part (no quoted strings, no comments): what every
+# mail system accepts. Internationalised domains are stored as IDNA (punycode).
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_TLD = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
+
+
+def _split_email(text: str) -> tuple[str, str] | str:
+    """Return (local, ascii lowercase domain), or the reason ``text`` is not an address."""
+    if not text:
+        return "is empty"
+    if any(c in text for c in "\r\n\x00"):
+        return "must not contain line breaks"
+    if any(c.isspace() for c in text):
+        return "must not contain spaces"
+    if text.count("@") != 1:
+        return "must contain exactly one '@'"
+    local, domain = text.split("@")
+    if not local:
+        return "has nothing before the '@'"
+    if not domain:
+        return "has no domain after the '@'"
+    if len(local) > 64:
+        return "has more than 64 characters before the '@'"
+    if not _LOCAL.fullmatch(local):
+        return f"has an invalid part before the '@': {local!r}"
+    try:
+        domain = domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return f"has an invalid domain: {domain!r}"
+    labels = domain.split(".")
+    if len(labels) < 2:
+        return f"domain {domain!r} has no dot"
+    if len(domain) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return f"has an invalid domain: {domain!r}"
+    if not _TLD.fullmatch(labels[-1]):
+        return f"domain {domain!r} does not end in a top-level domain"
+    if len(local) + 1 + len(domain) > 254:
+        return "is longer than 254 characters"
+    return local, domain
+
+
+def email_problem(text: str) -> str | None:
+    """Say what is wrong with ``text`` as an email address, or None if it is usable."""
+    parts = _split_email(text.strip())
+    return parts if isinstance(parts, str) else None
+
+
+def normalize_email(text: str) -> str:
+    """Return the address with surrounding spaces removed and the domain lowercased.
+
+    Raises StoreError("<text>: <what is wrong>") for an unusable address.
+    """
+    parts = _split_email(text.strip())
+    if isinstance(parts, str):
+        raise StoreError(f"{text.strip()!r}: not a valid email address: {parts}")
+    return f"{parts[0]}@{parts[1]}"
+
+
+def _email_key(email: str) -> str:
+    """The lookup key of an address: normalized, then lowercased entirely.
+
+    Mailboxes differing only in the case of the local part are the same person
+    everywhere that matters, so they may not subscribe twice.
+    """
+    try:
+        return normalize_email(email).lower()
+    except StoreError:
+        return email.strip().lower()
+
+
+def _one_line(value: str, what: str, limit: int) -> str:
+    text = value.strip()
+    if any(c in text for c in "\r\n\x00"):
+        raise StoreError(f"{what} {text!r}: must be one line")
+    if len(text) > limit:
+        raise StoreError(f"{what} {text[:20]!r}...: longer than {limit} characters")
+    return text
+
+
+def clean_categories(categories: Iterable[str]) -> tuple[str, ...]:
+    """Strip, drop empty and repeated names, keep the order given."""
+    seen: dict[str, None] = {}
+    for raw in categories:
+        name = _one_line(str(raw), "category", 200)
+        if name:
+            seen[name] = None
+    return tuple(seen)
+
+
+def _check_choice(value: str, choices: Sequence[str], what: str) -> None:
+    if value not in choices:
+        raise StoreError(f"{what} {value!r}: must be one of " + ", ".join(choices))
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+class _UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, UTC stored without zone (portable), aware UTC out."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store needs an aware time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+_metadata = sa.MetaData()
+
+_meta = sa.Table(
+    "publisher_meta",
+    _metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+_subscribers = sa.Table(
+    "subscribers",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("email_key", sa.String(254), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", _UtcDateTime, nullable=False),
+    sa.Column("updated_at", _UtcDateTime, nullable=False),
+    sa.Column("confirmed_at", _UtcDateTime, nullable=True),
+)
+
+_ledger = sa.Table(
+    "send_ledger",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("post_ids", sa.JSON, nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", _UtcDateTime, nullable=False),
+    sa.Column("updated_at", _UtcDateTime, nullable=False),
+    sa.Column("sent_at", _UtcDateTime, nullable=True),
+    sa.UniqueConstraint("digest", "subscriber_id", name="uq_send_ledger_digest_subscriber"),
+    sa.Index("ix_send_ledger_digest_status", "digest", "status"),
+)
+
+_deliveries = sa.Table(
+    "deliveries",
+    _metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("post_id", sa.String(255), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("delivered_at", _UtcDateTime, nullable=False),
+)
+
+_runs = sa.Table(
+    "digest_runs",
+    _metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("due_at", _UtcDateTime, nullable=False),
+    sa.Column("started_at", _UtcDateTime, nullable=False),
+    sa.Column("finished_at", _UtcDateTime, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("sent", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("uncertain", sa.Integer, nullable=False, default=0),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+)
+
+
+def _subscriber(row: sa.Row[Any]) -> Subscriber:
+    m = row._mapping
+    return Subscriber(
+        id=m["id"],
+        email=m["email"],
+        name=m["name"],
+        categories=tuple(m["categories"]),
+        status=m["status"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        confirmed_at=m["confirmed_at"],
+    )
+
+
+def _ledger_row(row: sa.Row[Any]) -> LedgerRow:
+    m = row._mapping
+    return LedgerRow(
+        id=m["id"],
+        digest=m["digest"],
+        subscriber_id=m["subscriber_id"],
+        email=m["email"],
+        status=m["status"],
+        post_ids=tuple(m["post_ids"]),
+        message_id=m["message_id"],
+        attempts=m["attempts"],
+        error=m["error"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        sent_at=m["sent_at"],
+    )
+
+
+def _run(row: sa.Row[Any]) -> DigestRun:
+    m = row._mapping
+    return DigestRun(
+        digest=m["digest"],
+        due_at=m["due_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        status=m["status"],
+        sent=m["sent"],
+        skipped=m["skipped"],
+        failed=m["failed"],
+        uncertain=m["uncertain"],
+        note=m["note"],
+    )
+
+
+# --- the store ----------------------------------------------------------------------------
+
+
+class _Conflict(StoreError):
+    """A constraint refused a write (a duplicate, usually): the caller names the record."""
+
+
+def _sqlite_engine(url: sa.URL) -> Engine:
+    memory = url.database in (None, "", ":memory:")
+    engine = sa.create_engine(
+        url,
+        # One in-memory database must be shared by every connection (tests only).
+        poolclass=StaticPool if memory else None,
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3's own transaction handling starts transactions late and as
+        # DEFERRED; we issue BEGIN ourselves (below) so that writers take the
+        # write lock first and wait on the busy timeout instead of failing.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            # FULL: a commit survives a power cut too, so a message marked sent stays sent.
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock at BEGIN: a read-then-write transaction
+        # can then never fail halfway with "database is locked".
+        write = conn.get_execution_options().get("publisher_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """The subscriber list, the send ledger and the digest runs of one site.
+
+    Safe to share between threads; several processes may open the same
+    database, and each sees the others' commits.
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise StoreError(f"store.url {url!r}: not a database URL") from exc
+        self.url = parsed.render_as_string(hide_password=True)
+        try:
+            if parsed.get_backend_name() == "sqlite":
+                self._engine = _sqlite_engine(parsed)
+            else:
+                self._engine = sa.create_engine(parsed, pool_pre_ping=True)
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
+        self._closed = False
+        try:
+            self._create_schema()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def open(cls, config: Config) -> Store:
+        """Open the store named by ``config.store.url``, creating its SQLite folder."""
+        url = config.store.url
+        try:
+            parsed = make_url(url)
+        except (sa.exc.ArgumentError, ValueError) as exc:
+            raise StoreError(f"store.url {url!r}: not a database URL") from exc
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store.url: cannot create folder {folder}: {exc}") from exc
+        return cls(url)
+
+    def close(self) -> None:
+        """Release every connection; the store cannot be used afterwards."""
+        self._closed = True
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Connection]:
+        """One transaction, committed on success; database errors become StoreError."""
+        if self._closed:
+            raise StoreError(f"store {self.url}: already closed")
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(publisher_write=True)
+                with conn.begin():
+                    yield conn
+        except sa.exc.IntegrityError as exc:
+            # Callers that expect a conflict turn this into a message naming the record.
+            raise _Conflict(f"store {self.url}: {exc.orig}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            detail = getattr(exc, "orig", None) or exc
+            raise StoreError(f"store {self.url}: {detail}") from exc
+
+    def _create_schema(self) -> None:
+        with self._tx(write=True) as conn:
+            _metadata.create_all(conn)
+            found = conn.execute(
+                sa.select(_meta.c.value).where(_meta.c.key == "schema_version")
+            ).scalar()
+            if found is None:
+                conn.execute(_meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif int(found) > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {self.url}: schema version {found} is newer than this publisher"
+                    f" understands ({SCHEMA_VERSION}); upgrade publisher"
+                )
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self._tx() as conn:
+            value = conn.execute(
+                sa.select(_meta.c.value).where(_meta.c.key == "schema_version")
+            ).scalar_one()
+        return int(value)
+
+    # --- subscribers -----------------------------------------------------------------------
+
+    def add_subscriber(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        categories: Iterable[str] = (),
+        status: str = "active",
+        now: datetime,
+    ) -> Subscriber:
+        """Add an address; StoreError if it is invalid or already subscribed.
+
+        An address added as active counts as confirmed now (an operator added it).
+        """
+        address = normalize_email(email)
+        clean_name = _one_line(name, "name", 200)
+        cats = clean_categories(categories)
+        _check_choice(status, SUBSCRIBER_STATUSES, "status")
+        try:
+            with self._tx(write=True) as conn:
+                key = _email_key(address)
+                conn.execute(
+                    _subscribers.insert().values(
+                        email=address,
+                        email_key=key,
+                        name=clean_name,
+                        categories=list(cats),
+                        status=status,
+                        created_at=now,
+                        updated_at=now,
+                        confirmed_at=now if status == "active" else None,
+                    )
+                )
+                row = conn.execute(
+                    sa.select(_subscribers).where(_subscribers.c.email_key == key)
+                ).one()
+        except _Conflict as exc:
+            raise StoreError(f"{address}: already subscribed") from exc
+        return _subscriber(row)
+
+    def get_subscriber(self, email: str) -> Subscriber | None:
+        """The subscriber with this address (any case), or None."""
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(_subscribers).where(_subscribers.c.email_key == _email_key(email))
+            ).first()
+        return None if row is None else _subscriber(row)
+
+    def get_subscriber_by_id(self, id: int) -> Subscriber | None:
+        """The subscriber with this id, or None."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(_subscribers).where(_subscribers.c.id == id)).first()
+        return None if row is None else _subscriber(row)
+
+    def list_subscribers(self, status: str | None = None) -> list[Subscriber]:
+        """Every subscriber (with this status, if given), oldest first."""
+        query = sa.select(_subscribers).order_by(_subscribers.c.id)
+        if status is not None:
+            _check_choice(status, SUBSCRIBER_STATUSES, "status")
+            query = query.where(_subscribers.c.status == status)
+        with self._tx() as conn:
+            return [_subscriber(row) for row in conn.execute(query)]
+
+    def _update_subscriber(self, id: int, values: dict[str, Any], now: datetime) -> Subscriber:
+        with self._tx(write=True) as conn:
+            current = conn.execute(sa.select(_subscribers).where(_subscribers.c.id == id)).first()
+            if current is None:
+                raise StoreError(f"subscriber {id}: not found")
+            if values.get("status") == "active" and current._mapping["confirmed_at"] is None:
+                values = {**values, "confirmed_at": now}
+            conn.execute(
+                _subscribers.update()
+                .where(_subscribers.c.id == id)
+                .values(**values, updated_at=now)
+            )
+            row = conn.execute(sa.select(_subscribers).where(_subscribers.c.id == id)).one()
+        return _subscriber(row)
+
+    def set_status(self, id: int, status: str, *, now: datetime) -> Subscriber:
+        """Change a subscriber's status; becoming active the first time confirms them."""
+        _check_choice(status, SUBSCRIBER_STATUSES, "status")
+        return self._update_subscriber(id, {"status": status}, now)
+
+    def set_categories(self, id: int, categories: Iterable[str], *, now: datetime) -> Subscriber:
+        """Replace the categories a subscriber follows (empty: all of them)."""
+        return self._update_subscriber(id, {"categories": list(clean_categories(categories))}, now)
+
+    def remove_subscriber(self, email: str) -> bool:
+        """Delete a subscriber with their ledger and delivery history; False if absent."""
+        with self._tx(write=True) as conn:
+            found = conn.execute(
+                sa.select(_subscribers.c.id).where(_subscribers.c.email_key == _email_key(email))
+            ).scalar()
+            if found is None:
+                return False
+            # Deleted explicitly too, for databases where foreign keys do not cascade.
+            conn.execute(_ledger.delete().where(_ledger.c.subscriber_id == found))
+            conn.execute(_deliveries.delete().where(_deliveries.c.subscriber_id == found))
+            conn.execute(_subscribers.delete().where(_subscribers.c.id == found))
+        return True
+
+    # --- send ledger -----------------------------------------------------------------------
+
+    def _plan_chunk(
+        self,
+        conn: Connection,
+        digest: str,
+        chunk: Sequence[tuple[int, Sequence[str], str]],
+        now: datetime,
+    ) -> dict[int, sa.Row[Any]]:
+        ids = [sid for sid, _, _ in chunk]
+
+        def existing() -> dict[int, sa.Row[Any]]:
+            query = sa.select(_ledger).where(
+                (_ledger.c.digest == digest) & _ledger.c.subscriber_id.in_(ids)
+            )
+            return {row.subscriber_id: row for row in conn.execute(query)}
+
+        found = existing()
+        missing = [item for item in chunk if item[0] not in found]
+        if not missing:
+            return found
+        emails = dict(
+            conn.execute(
+                sa.select(_subscribers.c.id, _subscribers.c.email).where(
+                    _subscribers.c.id.in_([sid for sid, _, _ in missing])
+                )
+            ).all()
+        )
+        values: dict[int, dict[str, Any]] = {}
+        for sid, post_ids, message_id in missing:
+            if sid not in emails:
+                raise StoreError(f"subscriber {sid}: not found")
+            values.setdefault(
+                sid,
+                {
+                    "digest": digest,
+                    "subscriber_id": sid,
+                    "email": emails[sid],
+                    "status": "pending",
+                    "post_ids": [str(p) for p in post_ids],
+                    "message_id": message_id,
+                    "attempts": 0,
+                    "error": "",
+                    "created_at": now,
+                    "updated_at": now,
+                    "sent_at": None,
+                },
+            )
+        conn.execute(_ledger.insert(), list(values.values()))
+        return existing()
+
+    def plan_send(
+        self,
+        digest: str,
+        subscriber_id: int,
+        post_ids: Sequence[str],
+        message_id: str,
+        *,
+        now: datetime,
+    ) -> LedgerRow:
+        """Plan one message as pending; if it is already planned, return it unchanged."""
+        return self.plan_sends(digest, [(subscriber_id, post_ids, message_id)], now=now)[0]
+
+    def plan_sends(
+        self,
+        digest: str,
+        plans: Iterable[tuple[int, Sequence[str], str]],
+        *,
+        now: datetime,
+    ) -> list[LedgerRow]:
+        """``plan_send`` for many (subscriber_id, post_ids, message_id) in one transaction.
+
+        Planning ten thousand messages one commit at a time costs ten thousand
+        disk syncs; this costs one, and is just as idempotent. Rows come back in
+        the order of ``plans``.
+        """
+        items = list(plans)
+        for _attempt in range(2):
+            try:
+                with self._tx(write=True) as conn:
+                    rows: dict[int, sa.Row[Any]] = {}
+                    # Chunks keep every IN (...) list under the databases' parameter limits.
+                    for start in range(0, len(items), 500):
+                        chunk = items[start : start + 500]
+                        rows.update(self._plan_chunk(conn, digest, chunk, now))
+                    return [_ledger_row(rows[sid]) for sid, _, _ in items]
+            except _Conflict:
+                # Another process planned the same row between our read and insert
+                # (possible on PostgreSQL; SQLite's IMMEDIATE lock prevents it): the
+                # retry finds its row and returns it.
+                continue
+        raise StoreError(f"digest {digest}: cannot plan sends (conflicting writers)")
+
+    def ledger(self, digest: str, status: str | None = None) -> list[LedgerRow]:
+        """The planned messages of one digest (with this status, if given), in plan order."""
+        query = sa.select(_ledger).where(_ledger.c.digest == digest).order_by(_ledger.c.id)
+        if status is not None:
+            _check_choice(status, LEDGER_STATUSES, "ledger status")
+            query = query.where(_ledger.c.status == status)
+        with self._tx() as conn:
+            return [_ledger_row(row) for row in conn.execute(query)]
+
+    def get_ledger_row(self, row_id: int) -> LedgerRow | None:
+        """One ledger row by id, or None."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(_ledger).where(_ledger.c.id == row_id)).first()
+        return None if row is None else _ledger_row(row)
+
+    def _transition(
+        self,
+        conn: Connection,
+        row_id: int,
+        allowed: Sequence[str],
+        values: dict[str, Any],
+        action: str,
+    ) -> None:
+        """Move a row on, only from an allowed status: the check and the write are one step."""
+        result = conn.execute(
+            _ledger.update()
+            .where((_ledger.c.id == row_id) & _ledger.c.status.in_(allowed))
+            .values(**values)
+        )
+        if result.rowcount == 1:
+            return
+        status = conn.execute(sa.select(_ledger.c.status).where(_ledger.c.id == row_id)).scalar()
+        if status is None:
+            raise StoreError(f"ledger row {row_id}: not found")
+        raise StoreError(
+            f"ledger row {row_id}: cannot {action} a message that is {status}"
+            f" (only when {' or '.join(allowed)})"
+        )
+
+    def mark_sending(self, row_id: int, *, now: datetime) -> None:
+        """Claim a pending row before handing its message over; StoreError if not pending.
+
+        The claim is what stops two processes from sending the same message.
+        """
+        with self._tx(write=True) as conn:
+            self._transition(
+                conn,
+                row_id,
+                ("pending",),
+                {"status": "sending", "attempts": _ledger.c.attempts + 1, "updated_at": now},
+                "start sending",
+            )
+
+    def _deliver(self, conn: Connection, row_id: int, now: datetime) -> None:
+        self._transition(
+            conn,
+            row_id,
+            ("sending",),
+            {"status": "sent", "error": "", "sent_at": now, "updated_at": now},
+            "mark as sent",
+        )
+        row = conn.execute(
+            sa.select(_ledger.c.subscriber_id, _ledger.c.post_ids, _ledger.c.digest).where(
+                _ledger.c.id == row_id
+            )
+        ).one()
+        wanted = set(row.post_ids)
+        if not wanted:
+            return
+        have = set(
+            conn.execute(
+                sa.select(_deliveries.c.post_id).where(
+                    (_deliveries.c.subscriber_id == row.subscriber_id)
+                    & _deliveries.c.post_id.in_(wanted)
+                )
+            ).scalars()
+        )
+        missing = [p for p in row.post_ids if p not in have]
+        if missing:
+            conn.execute(
+                _deliveries.insert(),
+                [
+                    {
+                        "subscriber_id": row.subscriber_id,
+                        "post_id": post_id,
+                        "digest": row.digest,
+                        "delivered_at": now,
+                    }
+                    for post_id in dict.fromkeys(missing)
+                ],
+            )
+
+    def mark_sent(self, row_id: int, *, now: datetime) -> None:
+        """The server accepted the message: mark it sent and its posts delivered, atomically."""
+        with self._tx(write=True) as conn:
+            self._deliver(conn, row_id, now)
+
+    def mark_failed(self, row_id: int, error: str, *, now: datetime) -> None:
+        """A permanent failure for this recipient; the row is never retried."""
+        with self._tx(write=True) as conn:
+            self._transition(
+                conn,
+                row_id,
+                ("pending", "sending"),
+                {"status": "failed", "error": error, "updated_at": now},
+                "mark as failed",
+            )
+
+    def mark_pending(self, row_id: int, error: str, *, now: datetime) -> None:
+        """A temporary failure: the message was certainly not delivered; retry later."""
+        with self._tx(write=True) as conn:
+            self._transition(
+                conn,
+                row_id,
+                ("sending", "pending"),
+                {"status": "pending", "error": error, "updated_at": now},
+                "return to pending",
+            )
+
+    def resolve(self, row_id: int, *, sent: bool, now: datetime) -> None:
+        """An operator's verdict on an uncertain ``sending`` row.
+
+        ``sent=True`` records it exactly like ``mark_sent``; ``sent=False`` puts it
+        back to pending so the next run sends it.
+        """
+        with self._tx(write=True) as conn:
+            if sent:
+                self._deliver(conn, row_id, now)
+            else:
+                self._transition(
+                    conn,
+                    row_id,
+                    ("sending",),
+                    {"status": "pending", "error": "resolved as not sent", "updated_at": now},
+                    "resolve",
+                )
+
+    def delivered_post_ids(self, subscriber_id: int) -> set[str]:
+        """Every post already delivered to this subscriber by any digest."""
+        with self._tx() as conn:
+            return set(
+                conn.execute(
+                    sa.select(_deliveries.c.post_id).where(
+                        _deliveries.c.subscriber_id == subscriber_id
+                    )
+                ).scalars()
+            )
+
+    # --- digest runs -----------------------------------------------------------------------
+
+    def start_run(self, digest: str, *, due_at: datetime, now: datetime) -> DigestRun:
+        """Record that the run for this period started; if it exists, return it unchanged."""
+        for _attempt in range(2):
+            try:
+                with self._tx(write=True) as conn:
+                    found = conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).first()
+                    if found is not None:
+                        return _run(found)
+                    conn.execute(
+                        _runs.insert().values(
+                            digest=digest,
+                            due_at=due_at,
+                            started_at=now,
+                            finished_at=None,
+                            status="running",
+                            sent=0,
+                            skipped=0,
+                            failed=0,
+                            uncertain=0,
+                            note="",
+                        )
+                    )
+                    return _run(
+                        conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).one()
+                    )
+            except _Conflict:
+                continue  # another process started it first: return theirs
+        raise StoreError(f"digest {digest}: cannot start run (conflicting writers)")
+
+    def finish_run(
+        self,
+        digest: str,
+        *,
+        status: str,
+        sent: int,
+        skipped: int,
+        failed: int,
+        uncertain: int,
+        note: str = "",
+        now: datetime,
+    ) -> None:
+        """Record how a run ended (or, with status "running", its progress so far)."""
+        _check_choice(status, RUN_STATUSES, "run status")
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                _runs.update()
+                .where(_runs.c.digest == digest)
+                .values(
+                    status=status,
+                    sent=sent,
+                    skipped=skipped,
+                    failed=failed,
+                    uncertain=uncertain,
+                    note=note,
+                    finished_at=None if status == "running" else now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StoreError(f"digest {digest}: no run was started")
+
+    def get_run(self, digest: str) -> DigestRun | None:
+        """The run of this period, or None if it never started."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).first()
+        return None if row is None else _run(row)
+
+    def last_run(self) -> DigestRun | None:
+        """The run with the latest due time, or None."""
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(_runs).order_by(_runs.c.due_at.desc(), _runs.c.started_at.desc())
+            ).first()
+        return None if row is None else _run(row)
+
+    def list_runs(self) -> list[DigestRun]:
+        """Every run, latest due first."""
+        with self._tx() as conn:
+            return [
+                _run(row)
+                for row in conn.execute(
+                    sa.select(_runs).order_by(_runs.c.due_at.desc(), _runs.c.started_at.desc())
+                )
+            ]

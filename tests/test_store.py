@@ -1,0 +1,486 @@
+"""The store against a real SQLite file: subscribers, the send ledger, digest runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import StoreError
+from publisher.store import SCHEMA_VERSION, Store, email_problem, normalize_email
+from tests.conftest import REPO, Site
+
+T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+T1 = T0 + timedelta(minutes=5)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "publisher.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with Store(f"sqlite:///{db}") as opened:
+        yield opened
+
+
+# --- email addresses ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("ann@example.com", "ann@example.com"),
+        ("  Ann.Lee@Example.COM ", "Ann.Lee@example.com"),
+        ("a+tag@mail.example.co.jp", "a+tag@mail.example.co.jp"),
+        ("o'brien@example.ie", "o'brien@example.ie"),
+        ("taro@例え.jp", "taro@xn--r8jz45g.jp"),
+    ],
+)
+def test_valid_addresses_are_normalized(given: str, stored: str) -> None:
+    assert email_problem(given) is None
+    assert normalize_email(given) == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        ("", "is empty"),
+        ("ann", "must contain exactly one '@'"),
+        ("ann@@example.com", "must contain exactly one '@'"),
+        ("@example.com", "has nothing before the '@'"),
+        ("ann@", "has no domain after the '@'"),
+        ("ann@localhost", "domain 'localhost' has no dot"),
+        ("ann lee@example.com", "must not contain spaces"),
+        ("ann@example.com\r\nBcc: all@example.com", "must not contain line breaks"),
+        ("ann..lee@example.com", "has an invalid part before the '@': 'ann..lee'"),
+        ("ann@-example.com", "has an invalid domain: '-example.com'"),
+        ("ann@example.c0m", "domain 'example.c0m' does not end in a top-level domain"),
+        ("a" * 65 + "@example.com", "has more than 64 characters before the '@'"),
+        ("ann@" + "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + ".com", None),
+    ],
+)
+def test_invalid_addresses_say_what_is_wrong(given: str, problem: str | None) -> None:
+    found = email_problem(given)
+    assert found is not None
+    if problem is not None:
+        assert found == problem
+    with pytest.raises(StoreError, match="not a valid email address"):
+        normalize_email(given)
+
+
+# --- subscribers --------------------------------------------------------------------------
+
+
+def test_add_and_read_back_a_subscriber(store: Store) -> None:
+    added = store.add_subscriber(
+        "Ann@Example.com", name=" Ann Lee ", categories=["tech", " life", "tech", ""], now=T0
+    )
+    assert added.email == "Ann@example.com"
+    assert added.name == "Ann Lee"
+    assert added.categories == ("tech", "life")
+    assert added.status == "active"
+    assert added.created_at == added.updated_at == added.confirmed_at == T0
+    assert added.created_at.tzinfo is not None
+    assert store.get_subscriber("ann@EXAMPLE.com") == added
+    assert store.get_subscriber_by_id(added.id) == added
+    assert store.get_subscriber("bob@example.com") is None
+    assert store.get_subscriber_by_id(added.id + 1) is None
+
+
+def test_times_are_stored_in_utc_and_naive_times_are_refused(store: Store) -> None:
+    tokyo = timezone(timedelta(hours=9))
+    added = store.add_subscriber("ann@example.com", now=datetime(2026, 12, 1, 9, 0, tzinfo=tokyo))
+    assert added.created_at == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    assert added.created_at.utcoffset() == timedelta(0)
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.add_subscriber("bob@example.com", now=datetime(2026, 12, 1, 9, 0))
+    assert store.get_subscriber("bob@example.com") is None
+
+
+def test_no_categories_means_all(store: Store) -> None:
+    assert store.add_subscriber("ann@example.com", now=T0).categories == ()
+
+
+def test_the_same_address_cannot_subscribe_twice_in_any_case(store: Store) -> None:
+    store.add_subscriber("ann@example.com", now=T0)
+    with pytest.raises(StoreError, match=r"^ANN@example.com: already subscribed$"):
+        store.add_subscriber("ANN@EXAMPLE.COM", now=T1)
+    assert len(store.list_subscribers()) == 1
+
+
+def test_bad_input_is_refused_before_anything_is_written(store: Store) -> None:
+    with pytest.raises(StoreError, match="not a valid email address"):
+        store.add_subscriber("not-an-address", now=T0)
+    with pytest.raises(StoreError, match="name 'Ann\\\\nBcc: x': must be one line"):
+        store.add_subscriber("ann@example.com", name="Ann\nBcc: x", now=T0)
+    with pytest.raises(StoreError, match="status 'gone': must be one of pending, active"):
+        store.add_subscriber("ann@example.com", status="gone", now=T0)
+    assert store.list_subscribers() == []
+
+
+def test_pending_subscriber_is_confirmed_when_activated(store: Store) -> None:
+    pending = store.add_subscriber("ann@example.com", status="pending", now=T0)
+    assert pending.confirmed_at is None
+    active = store.set_status(pending.id, "active", now=T1)
+    assert (active.status, active.confirmed_at, active.updated_at) == ("active", T1, T1)
+    later = T1 + timedelta(days=1)
+    gone = store.set_status(pending.id, "unsubscribed", now=later)
+    again = store.set_status(pending.id, "active", now=later + timedelta(days=1))
+    assert gone.status == "unsubscribed"
+    assert again.confirmed_at == T1  # the first confirmation is kept
+    assert [s.email for s in store.list_subscribers("active")] == ["ann@example.com"]
+    assert store.list_subscribers("pending") == []
+
+
+def test_set_categories_and_errors_name_the_subscriber(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", categories=["tech"], now=T0)
+    changed = store.set_categories(ann.id, ["life", "travel"], now=T1)
+    assert changed.categories == ("life", "travel")
+    assert store.set_categories(ann.id, [], now=T1).categories == ()
+    with pytest.raises(StoreError, match=r"^subscriber 999: not found$"):
+        store.set_status(999, "active", now=T1)
+    with pytest.raises(StoreError, match="must be one of"):
+        store.set_status(ann.id, "deleted", now=T1)
+
+
+def test_list_is_in_the_order_added(store: Store) -> None:
+    for name in ("c", "a", "b"):
+        store.add_subscriber(f"{name}@example.com", now=T0)
+    assert [s.email for s in store.list_subscribers()] == [
+        "c@example.com",
+        "a@example.com",
+        "b@example.com",
+    ]
+
+
+def test_remove_deletes_the_subscriber_and_their_history(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    bob = store.add_subscriber("bob@example.com", now=T0)
+    for who in (ann, bob):
+        row = store.plan_send("2026-W49", who.id, ["p1"], f"<{who.id}@x>", now=T0)
+        store.mark_sending(row.id, now=T0)
+        store.mark_sent(row.id, now=T0)
+    assert store.remove_subscriber("ANN@example.com") is True
+    assert store.remove_subscriber("ann@example.com") is False
+    assert store.get_subscriber("ann@example.com") is None
+    assert [r.email for r in store.ledger("2026-W49")] == ["bob@example.com"]
+    assert store.delivered_post_ids(ann.id) == set()
+    assert store.delivered_post_ids(bob.id) == {"p1"}
+
+
+# --- the send ledger ----------------------------------------------------------------------
+
+
+def test_planning_is_idempotent(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    first = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@example.com>", now=T0)
+    assert (first.status, first.post_ids, first.attempts, first.email) == (
+        "pending",
+        ("p1", "p2"),
+        0,
+        "ann@example.com",
+    )
+    # A resumed run plans again, perhaps with other posts: the first plan stands.
+    again = store.plan_send("2026-W49", ann.id, ["p3"], "<m2@example.com>", now=T1)
+    assert again == first
+    assert store.ledger("2026-W49") == [first]
+    # Another period is another row.
+    other = store.plan_send("2026-W50", ann.id, ["p3"], "<m3@example.com>", now=T1)
+    assert other.id != first.id
+
+
+def test_the_database_itself_refuses_a_second_row_per_digest_and_subscriber(
+    store: Store, db: Path
+) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
+    raw = sqlite3.connect(db)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+            raw.execute(
+                "INSERT INTO send_ledger (digest, subscriber_id, email, status, post_ids,"
+                " message_id, attempts, error, created_at, updated_at)"
+                " VALUES ('2026-W49', ?, 'ann@example.com', 'pending', '[]', '<m2@x>', 0, '',"
+                " '2026-11-30 08:00:00', '2026-11-30 08:00:00')",
+                (ann.id,),
+            )
+    finally:
+        raw.close()
+
+
+def test_plan_sends_plans_many_in_one_go_and_keeps_existing_rows(store: Store) -> None:
+    subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(5)]
+    early = store.plan_send("2026-W49", subs[2].id, ["old"], "<early@x>", now=T0)
+    rows = store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T1)
+    assert [r.subscriber_id for r in rows] == [s.id for s in subs]
+    assert rows[2] == early
+    assert len(store.ledger("2026-W49", "pending")) == 5
+
+
+def test_planning_for_an_unknown_subscriber_fails(store: Store) -> None:
+    with pytest.raises(StoreError, match=r"^subscriber 42: not found$"):
+        store.plan_send("2026-W49", 42, ["p1"], "<m@x>", now=T0)
+    assert store.ledger("2026-W49") == []
+
+
+def test_a_message_moves_pending_sending_sent(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    row = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@x>", now=T0)
+    store.mark_sending(row.id, now=T1)
+    sending = store.ledger("2026-W49", "sending")
+    assert [(r.id, r.attempts, r.updated_at) for r in sending] == [(row.id, 1, T1)]
+    assert store.delivered_post_ids(ann.id) == set()  # not yet accepted by the server
+    sent_at = T1 + timedelta(seconds=1)
+    store.mark_sent(row.id, now=sent_at)
+    done = store.get_ledger_row(row.id)
+    assert done is not None
+    assert (done.status, done.sent_at, done.error) == ("sent", sent_at, "")
+    assert store.delivered_post_ids(ann.id) == {"p1", "p2"}
+
+
+def test_a_row_can_be_claimed_only_once(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    row = store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
+    store.mark_sending(row.id, now=T1)
+    with pytest.raises(StoreError, match=f"ledger row {row.id}: cannot start sending"):
+        store.mark_sending(row.id, now=T1)
+    store.mark_sent(row.id, now=T1)
+    with pytest.raises(StoreError, match="cannot start sending a message that is sent"):
+        store.mark_sending(row.id, now=T1)
+    with pytest.raises(StoreError, match="cannot mark as sent a message that is sent"):
+        store.mark_sent(row.id, now=T1)
+    with pytest.raises(StoreError, match=r"^ledger row 999: not found$"):
+        store.mark_sending(999, now=T1)
+
+
+def test_mark_sent_needs_a_claim_first(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    row = store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
+    with pytest.raises(StoreError, match="only when sending"):
+        store.mark_sent(row.id, now=T1)
+    assert store.delivered_post_ids(ann.id) == set()
+
+
+def test_mark_sent_is_atomic_with_the_delivered_posts(store: Store, db: Path) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    row = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@x>", now=T0)
+    store.mark_sending(row.id, now=T0)
+    # Make the second half of mark_sent fail inside the database.
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute(
+            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries"
+            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        raw.commit()
+    finally:
+        raw.close()
+    with pytest.raises(StoreError, match="disk says no"):
+        store.mark_sent(row.id, now=T1)
+    still = store.get_ledger_row(row.id)
+    assert still is not None and still.status == "sending"  # not half sent
+    assert store.delivered_post_ids(ann.id) == set()
+
+
+def test_delivered_posts_accumulate_across_digests(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    for digest, posts in (("2026-W49", ["p1", "p2"]), ("2026-W50", ["p2", "p3"])):
+        row = store.plan_send(digest, ann.id, posts, f"<{digest}@x>", now=T0)
+        store.mark_sending(row.id, now=T0)
+        store.mark_sent(row.id, now=T0)
+    assert store.delivered_post_ids(ann.id) == {"p1", "p2", "p3"}
+
+
+def test_failures_temporary_and_permanent(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    bob = store.add_subscriber("bob@example.com", now=T0)
+    a = store.plan_send("2026-W49", ann.id, ["p1"], "<a@x>", now=T0)
+    b = store.plan_send("2026-W49", bob.id, ["p1"], "<b@x>", now=T0)
+    store.mark_sending(a.id, now=T0)
+    store.mark_pending(a.id, "451 try again later", now=T1)
+    store.mark_sending(a.id, now=T1)
+    store.mark_sending(b.id, now=T0)
+    store.mark_failed(b.id, "550 no such user", now=T1)
+    again, failed = store.ledger("2026-W49")
+    assert (again.status, again.attempts, again.error) == ("sending", 2, "451 try again later")
+    assert (failed.status, failed.error) == ("failed", "550 no such user")
+    with pytest.raises(StoreError, match="cannot return to pending a message that is failed"):
+        store.mark_pending(b.id, "retry?", now=T1)
+    assert store.delivered_post_ids(bob.id) == set()
+
+
+def test_an_operator_resolves_uncertain_rows(store: Store) -> None:
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    bob = store.add_subscriber("bob@example.com", now=T0)
+    a = store.plan_send("2026-W49", ann.id, ["p1"], "<a@x>", now=T0)
+    b = store.plan_send("2026-W49", bob.id, ["p1"], "<b@x>", now=T0)
+    store.mark_sending(a.id, now=T0)
+    store.mark_sending(b.id, now=T0)
+    store.resolve(a.id, sent=True, now=T1)
+    store.resolve(b.id, sent=False, now=T1)
+    by_email = {r.email: r for r in store.ledger("2026-W49")}
+    assert by_email["ann@example.com"].status == "sent"
+    assert store.delivered_post_ids(ann.id) == {"p1"}
+    assert by_email["bob@example.com"].status == "pending"
+    assert store.delivered_post_ids(bob.id) == set()
+    with pytest.raises(StoreError, match="cannot resolve a message that is pending"):
+        store.resolve(b.id, sent=False, now=T1)
+
+
+# --- digest runs --------------------------------------------------------------------------
+
+
+def test_digest_runs(store: Store) -> None:
+    assert store.last_run() is None
+    first = store.start_run("2026-W49", due_at=T0, now=T1)
+    assert (first.status, first.started_at, first.finished_at) == ("running", T1, None)
+    assert store.start_run("2026-W49", due_at=T0, now=T1 + timedelta(hours=1)) == first
+    store.finish_run(
+        "2026-W49", status="done", sent=3, skipped=1, failed=1, uncertain=0, note="ok", now=T1
+    )
+    done = store.get_run("2026-W49")
+    assert done is not None
+    assert (done.status, done.sent, done.skipped, done.failed, done.note, done.finished_at) == (
+        "done",
+        3,
+        1,
+        1,
+        "ok",
+        T1,
+    )
+    week = timedelta(days=7)
+    store.start_run("2026-W50", due_at=T0 + week, now=T1 + week)
+    last = store.last_run()
+    assert last is not None and last.digest == "2026-W50"
+    assert [r.digest for r in store.list_runs()] == ["2026-W50", "2026-W49"]
+    assert store.get_run("2026-W51") is None
+    with pytest.raises(StoreError, match=r"^digest 2026-W51: no run was started$"):
+        store.finish_run(
+            "2026-W51", status="done", sent=0, skipped=0, failed=0, uncertain=0, now=T1
+        )
+    with pytest.raises(StoreError, match="run status 'ok': must be one of"):
+        store.finish_run("2026-W50", status="ok", sent=0, skipped=0, failed=0, uncertain=0, now=T1)
+
+
+# --- the database file --------------------------------------------------------------------
+
+
+def test_two_stores_on_one_file_see_each_others_commits(db: Path, store: Store) -> None:
+    with Store(f"sqlite:///{db}") as other:
+        ann = store.add_subscriber("ann@example.com", now=T0)
+        assert other.get_subscriber("ann@example.com") == ann
+        row = other.plan_send("2026-W49", ann.id, ["p1"], "<m@x>", now=T0)
+        assert store.plan_send("2026-W49", ann.id, ["p9"], "<n@x>", now=T1) == row
+        store.mark_sending(row.id, now=T1)
+        with pytest.raises(StoreError, match="cannot start sending"):
+            other.mark_sending(row.id, now=T1)
+        store.mark_sent(row.id, now=T1)
+        assert other.delivered_post_ids(ann.id) == {"p1"}
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime
+    from publisher.errors import StoreError
+    from publisher.store import Store
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    claimed = []
+    with Store(sys.argv[1]) as store:
+        sys.stdout.write("ready\\n"); sys.stdout.flush()
+        sys.stdin.readline()  # start together
+        for row in store.ledger("2026-W49"):
+            try:
+                store.mark_sending(row.id, now=now)
+            except StoreError:
+                continue
+            store.mark_sent(row.id, now=now)
+            claimed.append(row.id)
+    print(" ".join(map(str, claimed)))
+    """
+)
+
+
+def test_two_processes_never_claim_the_same_row(db: Path, store: Store) -> None:
+    subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(60)]
+    store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T0)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, f"sqlite:///{db}"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        outputs = [proc.communicate("go\n", timeout=60)[0] for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    claimed = [set(map(int, out.split())) for out in outputs]
+    assert all(proc.returncode == 0 for proc in procs)
+    assert not claimed[0] & claimed[1]
+    assert claimed[0] | claimed[1] == {r.id for r in store.ledger("2026-W49")}
+    assert len(store.ledger("2026-W49", "sent")) == 60
+
+
+def test_open_from_config_creates_the_folder_relative_to_the_site(site: Site) -> None:
+    site.write_config(store={"url": "sqlite:///var/db/subscribers.db"})
+    with Store.open(site.config()) as opened:
+        opened.add_subscriber("ann@example.com", now=T0)
+        assert opened.schema_version == SCHEMA_VERSION
+    assert (site.root / "var" / "db" / "subscribers.db").is_file()
+
+
+def test_a_newer_schema_is_refused_with_a_clear_message(db: Path, store: Store) -> None:
+    store.close()
+    raw = sqlite3.connect(db)
+    try:
+        raw.execute("UPDATE publisher_meta SET value = '99' WHERE key = 'schema_version'")
+        raw.commit()
+    finally:
+        raw.close()
+    with pytest.raises(StoreError, match="schema version 99 is newer than this publisher"):
+        Store(f"sqlite:///{db}")
+
+
+def test_errors_of_the_database_become_one_line(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store("no such thing")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="unable to open database file"):
+        Store(f"sqlite:///{blocker}/sub/publisher.db")
+
+
+def test_a_closed_store_says_so(store: Store) -> None:
+    store.close()
+    with pytest.raises(StoreError, match="already closed"):
+        store.list_subscribers()
+
+
+def test_wal_mode_and_foreign_keys(store: Store, db: Path) -> None:
+    raw = sqlite3.connect(db)
+    try:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        raw.close()
+    with store._tx() as conn:  # the pragmas are per connection: check the store's own
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
