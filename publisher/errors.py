@@ -13,7 +13,8 @@ traceback::
     ├── TokenError         a signed link token is forged, altered or for another purpose
     └── SendError          a backend could not hand over a message
         ├── TemporarySendError   worth retrying (4xx, dropped connection before DATA)
-        └── PermanentSendError   not worth retrying for this recipient (5xx)
+        ├── PermanentSendError   not worth retrying for this recipient (5xx)
+        └── UncertainSendError   connection lost after DATA: delivery unknown, never retried
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "StoreError",
     "TemporarySendError",
     "TokenError",
+    "UncertainSendError",
 ]
 
 
@@ -91,3 +93,10 @@ class TemporarySendError(SendError):
 
 class PermanentSendError(SendError):
     """A failure that will not pass for this recipient, such as a 5xx reply."""
+
+
+class UncertainSendError(SendError):
+    """The connection was lost after the message was handed over: it may have arrived.
+
+    Retrying could deliver it twice, so the message is left for an operator to resolve.
+    """
