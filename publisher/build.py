@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from publisher import __version__
 from publisher.cache import BuildCache
@@ -20,6 +22,7 @@ from publisher.errors import PostError
 from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, plan_scopes, post_url
 from publisher.markup import Rendered, render
 from publisher.output import OutputWriter, safe_join
+from publisher.parallel import map_chunks, worker_count
 from publisher.posts import Post, PostSet, read_body, split_posts
 from publisher.sources import read_posts
 from publisher.templating import environment
@@ -60,11 +63,12 @@ def load_site(
     now: datetime | None = None,
     cache: BuildCache | None = None,
     keep_last_good: bool = False,
+    parallel: bool = False,
 ) -> tuple[PostSet, list[str], list[PostError], int]:
     """Read every post and split them at ``now``: (posts, warnings, stale errors, parsed count)."""
     now = now or datetime.now(UTC)
     cache = cache or BuildCache(settings=_settings_key(config))
-    read = read_posts(config, cache, keep_last_good=keep_last_good)
+    read = read_posts(config, cache, keep_last_good=keep_last_good, parallel=parallel)
     return split_posts(read.posts, read.errors, now), read.warnings, read.stale, read.parsed
 
 
@@ -72,56 +76,63 @@ def _render_key(config: Config, post: Post) -> tuple[str, str]:
     return (post.digest, f"{post_url(config, post)} {config.feeds.excerpt_length}")
 
 
+def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered, str]]:
+    """Render posts from their files; each result comes with a warning or ""."""
+    results = []
+    for post in posts:
+        warning = ""
+        try:
+            data = (config.paths.root / post.source).read_bytes()
+        except OSError as exc:
+            warning = f"{post.source}:1:1: file: cannot be read: {exc.strerror}"
+            data = b""
+        body = render(
+            read_body(data),
+            post_url(config, post),
+            excerpt=post.excerpt,
+            excerpt_length=config.feeds.excerpt_length,
+        )
+        if body.had_illegal_chars:
+            warning = f"{post.source}:{post.body_line}:1: body: removed characters that XML forbids"
+        results.append((body, warning))
+    return results
+
+
 def _render_posts(
-    config: Config, posts: list[Post], cache: BuildCache
+    config: Config, posts: list[Post], cache: BuildCache, parallel: bool
 ) -> tuple[dict[str, Rendered], list[str], int]:
     """Render each of ``posts``, reusing the cache; returns (by id, warnings, count)."""
-    rendered: dict[str, Rendered] = {}
-    warnings: list[str] = []
-    count = 0
-    for post in posts:
-        key = _render_key(config, post)
-        url = post_url(config, post)
-        body = cache.rendered.get(key)
-        if body is None:
-            path = config.paths.root / post.source
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                warnings.append(f"{post.source}:1:1: file: cannot be read: {exc.strerror}")
-                data = b"---\n---\n"
-            body = render(
-                read_body(data),
-                url,
-                excerpt=post.excerpt,
-                excerpt_length=config.feeds.excerpt_length,
-            )
-            count += 1
-            if body.had_illegal_chars:
-                warnings.append(
-                    f"{post.source}:{post.body_line}:1: body: removed characters that XML forbids"
-                )
-            cache.rendered[key] = body
-        rendered[post.id] = body
-    return rendered, warnings, count
+    todo = [p for p in posts if _render_key(config, p) not in cache.rendered]
+    workers = worker_count(len(todo) * 8) if parallel else 1  # rendering is ~8x parsing
+    warnings = []
+    for post, (body, warning) in zip(
+        todo, map_chunks(partial(_render_chunk, config), todo, workers), strict=True
+    ):
+        cache.rendered[_render_key(config, post)] = body
+        if warning:
+            warnings.append(warning)
+    rendered = {p.id: cache.rendered[_render_key(config, p)] for p in posts}
+    return rendered, warnings, len(todo)
 
 
-def _fingerprint(config: Config, scope: Scope, fmt: str) -> str:
-    """Everything a feed file's bytes depend on, hashed."""
-    parts = repr(
-        (
-            __version__,
-            config.site,
-            config.feeds,
-            config.permalink,
-            fmt,
-            scope.kind,
-            scope.title,
-            scope.folder,
-            [(p.source, p.digest) for p in scope.posts],
-        )
-    )
-    return hashlib.blake2b(parts.encode("utf-8"), digest_size=16).hexdigest()
+def _fingerprint(*parts: object) -> str:
+    """A short hash of everything an output file's bytes depend on."""
+    text = repr((__version__, *parts))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def _feed_fingerprint(config: Config, scope: Scope, fmt: str) -> str:
+    posts = [(p.source, p.digest) for p in scope.posts]
+    return _fingerprint(config.site, config.feeds, config.permalink, fmt, scope, posts)
+
+
+def _template_stamp(config: Config, name: str) -> tuple[int, int]:
+    """Stat of a user's override of a built-in template, so that editing it rebuilds."""
+    try:
+        st = (config.paths.templates / name).stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
 
 def _index_page(config: Config, scopes: list[Scope]) -> bytes:
@@ -140,6 +151,17 @@ def _index_page(config: Config, scopes: list[Scope]) -> bytes:
     return html.encode("utf-8")
 
 
+@dataclass
+class _Output:
+    """One file a build may write: where, what it depends on, and how to make it."""
+
+    relative: str
+    fingerprint: str
+    owner: str
+    scope: Scope | None = None
+    fmt: str = ""
+
+
 def build(
     config: Config,
     *,
@@ -148,61 +170,83 @@ def build(
     write: bool = True,
     keep_last_good: bool = False,
     cache: BuildCache | None = None,
+    parallel: bool = False,
 ) -> BuildResult:
     """Build every feed of the site; with ``write=False`` check everything and write nothing.
 
-    ``cache`` lets a long-running process keep its cache in memory between builds.
+    ``cache`` lets a long-running process keep its cache in memory between builds;
+    ``parallel`` lets a single-threaded caller (the command line) fork workers.
     """
     started = time.perf_counter()
     settings = _settings_key(config)
     if cache is None or cache.settings != settings:
         cache = BuildCache.load(config.paths.cache, settings) if use_cache else BuildCache(settings)
-    posts, warnings, stale, parsed = load_site(config, now, cache, keep_last_good)
+    files_before = set(cache.files)
+    posts, warnings, stale, parsed = load_site(config, now, cache, keep_last_good, parallel)
     result = BuildResult(posts=posts, warnings=warnings, stale=stale, parsed=parsed)
     result.scopes = scopes = plan_scopes(config, posts.published)
 
-    # Work out which feeds changed before rendering anything: on a warm build
-    # most feeds are unchanged and their posts need not be rendered at all.
+    # Plan every output and its fingerprint first: on a warm build most files are
+    # unchanged, and the posts only they show need not be rendered at all.
+    outputs = [
+        _Output(
+            scope.path(fmt),
+            _feed_fingerprint(config, scope, fmt),
+            f"the {scope.kind} feed {scope.name!r}",
+            scope,
+            fmt,
+        )
+        for scope in scopes
+        for fmt in config.feeds.formats
+    ]
+    listing = [(s.kind, s.name, s.folder, s.title) for s in scopes]
+    stamp = (config.site, config.feeds.formats, listing)
+    outputs.append(_Output("feeds.opml", _fingerprint("opml", *stamp), "the OPML list"))
+    outputs.append(
+        _Output(
+            "index.html",
+            _fingerprint("index", *stamp, _template_stamp(config, "index.html.j2")),
+            "the feed index page",
+        )
+    )
     writer = OutputWriter(config.paths.output)
-    todo: list[tuple[Scope, str, str]] = []
-    fingerprints: dict[str, str] = {}
-    for scope in scopes:
-        for fmt in config.feeds.formats:
-            relative = scope.path(fmt)
-            fingerprint = _fingerprint(config, scope, fmt)
-            fingerprints[relative] = fingerprint
-            target = safe_join(config.paths.output, relative)
-            if write and cache.feeds.get(relative) == fingerprint and target.exists():
-                writer.claimed[target.as_posix()] = f"the {scope.kind} feed {scope.name!r}"
-                writer.unchanged.append(relative)
-            else:
-                todo.append((scope, fmt, relative))
+    todo: list[_Output] = []
+    for output in outputs:
+        target = safe_join(config.paths.output, output.relative)
+        if write and cache.feeds.get(output.relative) == output.fingerprint and target.exists():
+            writer.claim(output.relative, output.owner)
+            writer.unchanged.append(output.relative)
+        else:
+            todo.append(output)
 
-    needed: dict[str, Post] = {}
-    for scope, _fmt, _relative in todo:
-        for post in scope.posts:
-            needed.setdefault(post.id, post)
-    if not write:
-        needed.update((p.id, p) for p in posts.published)
-    rendered, render_warnings, result.rendered = _render_posts(config, list(needed.values()), cache)
+    needed = {p.id: p for o in todo if o.scope for p in o.scope.posts}
+    rendered, render_warnings, result.rendered = _render_posts(
+        config, list(needed.values()), cache, parallel
+    )
     result.warnings.extend(render_warnings)
     # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
     shown = {_render_key(config, p) for scope in scopes for p in scope.posts}
     cache.rendered = {k: v for k, v in cache.rendered.items() if k in shown}
 
-    documents: list[tuple[str, bytes, str]] = []
-    for scope, fmt, relative in todo:
-        data = feed_document(config, scope, fmt, rendered)
-        documents.append((relative, data, f"the {scope.kind} feed {scope.name!r}"))
-    documents.append(("feeds.opml", opml_document(config, scopes), "the OPML list"))
-    documents.append(("index.html", _index_page(config, scopes), "the feed index page"))
+    documents: list[tuple[_Output, bytes]] = []
+    for output in todo:
+        if output.scope is not None:
+            data = feed_document(config, output.scope, output.fmt, rendered)
+        elif output.relative == "feeds.opml":
+            data = opml_document(config, scopes)
+        else:
+            data = _index_page(config, scopes)
+        documents.append((output, data))
 
     if write:
-        for relative, data, owner in documents:
-            writer.write(relative, data, owner)
-        cache.feeds = fingerprints
-        if use_cache:
+        for output, data in documents:
+            writer.write(output.relative, data, output.owner)
+        fingerprints = {o.relative: o.fingerprint for o in outputs}
+        changed = result.parsed or result.rendered or set(cache.files) != files_before
+        if use_cache and (changed or fingerprints != cache.feeds):
+            cache.feeds = fingerprints
             cache.save(config.paths.cache)
+        cache.feeds = fingerprints
     result.written = writer.written
     result.unchanged = writer.unchanged
     result.seconds = time.perf_counter() - started

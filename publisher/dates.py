@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
+from functools import lru_cache
 
 __all__ = ["parse_date"]
 
@@ -53,6 +54,7 @@ def parse_date(value: object, tz: tzinfo) -> datetime:
         raise ValueError(f"cannot read {value!r} as a date: {exc}") from None
 
 
+@lru_cache(maxsize=64)
 def _offset(text: str) -> tzinfo:
     if text in ("Z", "z"):
         return UTC

@@ -14,11 +14,14 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import markdown
 import nh3
 
 from publisher.posts import remove_xml_illegal
+
+if TYPE_CHECKING:
+    import markdown
 
 __all__ = ["Rendered", "cut_text", "html_to_text", "render"]
 
@@ -28,11 +31,12 @@ _local = threading.local()
 # Sentence ends of Japanese and English prose: a cut here reads as finished.
 _SENTENCE_END = "。！？!?．.」』"
 _FIRST_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.DOTALL)
+_BLOCK_END = re.compile(r"</(?:p|div|h[1-6]|li|dd|dt|tr|td|th|blockquote|pre)>|<br\s*/?>", re.I)
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Rendered:
     """A post body made ready for a feed or an email."""
 
@@ -44,6 +48,8 @@ class Rendered:
 def _converter() -> markdown.Markdown:
     md: markdown.Markdown | None = getattr(_local, "md", None)
     if md is None:
+        import markdown  # imported on first use: a warm build often renders nothing
+
         md = markdown.Markdown(extensions=_EXTENSIONS, output_format="html")
         _local.md = md
     return md
@@ -76,7 +82,9 @@ def render(body: str, base_url: str, *, excerpt: str = "", excerpt_length: int =
 
 def html_to_text(fragment: str) -> str:
     """The visible text of an HTML fragment, on one line."""
-    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", fragment))).strip()
+    # Block ends separate words; inline tags (<code>, <em>) must not add spaces.
+    text = _TAG.sub("", _BLOCK_END.sub(" ", fragment))
+    return _SPACE.sub(" ", html.unescape(text)).strip()
 
 
 def cut_text(text: str, limit: int) -> str:

@@ -67,8 +67,8 @@ class OutputWriter:
         self.written: list[str] = []
         self.unchanged: list[str] = []
 
-    def write(self, relative: str, data: bytes, owner: str) -> Path:
-        """Write ``data`` to ``relative`` unless the same bytes are already there.
+    def claim(self, relative: str, owner: str) -> Path:
+        """Reserve ``relative`` for ``owner``; a second claim on one path is an error.
 
         ``owner`` says what the file is for, so that two outputs aimed at the
         same path are reported by name instead of one silently replacing the other.
@@ -80,6 +80,11 @@ class OutputWriter:
                 f"{relative}: both {self.claimed[key]} and {owner} would be written here"
             )
         self.claimed[key] = owner
+        return target
+
+    def write(self, relative: str, data: bytes, owner: str) -> Path:
+        """Write ``data`` to ``relative`` unless the same bytes are already there."""
+        target = self.claim(relative, owner)
         try:
             if target.stat().st_size == len(data) and target.read_bytes() == data:
                 # Leaving an unchanged feed alone keeps its mtime, so HTTP caches and

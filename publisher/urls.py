@@ -10,22 +10,30 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 __all__ = ["assign_slugs", "expand_permalink", "slugify", "url_join"]
 
 # Anything that is not a letter, a mark or a decimal digit separates words.
 _SEPARATORS = re.compile(r"[^\w]+|_+")
+# Jekyll's "pretty" mode, used for post slugs, also keeps "_", "." and "~".
+_PRETTY_SEPARATORS = re.compile(r"[^\w.~-]+")
 
 
-def slugify(text: str, *, lower: bool = True) -> str:
-    """Join the words of ``text`` with hyphens, keeping Unicode letters; lowercase by default."""
+def slugify(text: str, *, lower: bool = True, pretty: bool = False) -> str:
+    """Join the words of ``text`` with hyphens, keeping Unicode letters.
+
+    Lowercase by default; ``pretty`` keeps ``_ . ~`` as Jekyll does for post slugs.
+    """
     text = unicodedata.normalize("NFKC", text)
     if lower:
         text = text.lower()
-    return _SEPARATORS.sub("-", text).strip("-")
+    slug = (_PRETTY_SEPARATORS if pretty else _SEPARATORS).sub("-", text).strip("-")
+    # A slug is one path segment: "." and ".." would not be.
+    return "" if set(slug) <= {"."} else slug
 
 
 def assign_slugs(names: Iterable[str], overrides: Mapping[str, str]) -> dict[str, str]:
@@ -50,6 +58,32 @@ def assign_slugs(names: Iterable[str], overrides: Mapping[str, str]) -> dict[str
     return result
 
 
+_PLACEHOLDER = re.compile(
+    r"(:(?:short_year|year|i_month|month|i_day|y_day|day|hour|minute|second|title|slug|"
+    r"categories|output_ext))"
+)
+
+
+_DATE_PARTS: dict[str, Callable[[datetime], str]] = {
+    "year": lambda d: f"{d.year:04d}",
+    "short_year": lambda d: f"{d.year % 100:02d}",
+    "month": lambda d: f"{d.month:02d}",
+    "i_month": lambda d: str(d.month),
+    "day": lambda d: f"{d.day:02d}",
+    "i_day": lambda d: str(d.day),
+    "y_day": lambda d: f"{d.timetuple().tm_yday:03d}",
+    "hour": lambda d: f"{d.hour:02d}",
+    "minute": lambda d: f"{d.minute:02d}",
+    "second": lambda d: f"{d.second:02d}",
+}
+
+
+@lru_cache(maxsize=32)
+def _pieces(pattern: str) -> tuple[str, ...]:
+    """The pattern split into literal text and ``:placeholder`` pieces, parsed once."""
+    return tuple(piece for piece in _PLACEHOLDER.split(pattern) if piece)
+
+
 def expand_permalink(
     pattern: str, *, slug: str, date: datetime, categories: list[str], ext: str = ".html"
 ) -> str:
@@ -59,26 +93,16 @@ def expand_permalink(
     and never holds an empty segment.
     """
     values = {
-        "year": f"{date.year:04d}",
-        "short_year": f"{date.year % 100:02d}",
-        "month": f"{date.month:02d}",
-        "i_month": str(date.month),
-        "day": f"{date.day:02d}",
-        "i_day": str(date.day),
-        "y_day": f"{date.timetuple().tm_yday:03d}",
-        "hour": f"{date.hour:02d}",
-        "minute": f"{date.minute:02d}",
-        "second": f"{date.second:02d}",
         "title": slug,
         "slug": slug,
         "categories": "/".join(categories),
         "output_ext": ext,
     }
-    path = re.sub(
-        r":(short_year|year|i_month|month|i_day|y_day|day|hour|minute|second|title|slug|"
-        r"categories|output_ext)",
-        lambda m: values[m.group(1)],
-        pattern,
+    path = "".join(
+        (values[part[1:]] if part[1:] in values else _DATE_PARTS[part[1:]](date))
+        if part[:1] == ":"
+        else part
+        for part in _pieces(pattern)
     )
     trailing = "/" if path.endswith("/") else ""
     segments = [s for s in path.split("/") if s not in ("", ".", "..")]

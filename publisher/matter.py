@@ -1,0 +1,174 @@
+"""Front matter: finding it in a post's bytes and loading its YAML.
+
+PyYAML (through python-frontmatter's handler and libyaml's CSafeLoader) is the
+reference reader. Building Python objects in PyYAML still costs about 60 µs a
+post, which is most of a cold build at ten thousand posts, so flat front
+matter of the everyday shape (``key: value`` lines, quoted strings, flow lists
+of names) is read by a fast path. The fast path decides nothing itself: plain
+scalars are typed by PyYAML's own resolver and constructor, and any line it
+is not sure of sends the whole block to PyYAML. The test suite checks that
+both readers agree.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+from frontmatter.default_handlers import YAMLHandler
+
+__all__ = ["MatterError", "load_matter", "split_matter"]
+
+_FENCE = re.compile(rb"^(---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+# A front matter needs a few dozen YAML nodes; an alias bomb needs billions.
+_MAX_NODES = 10_000
+
+
+class MatterError(ValueError):
+    """The front matter is missing or not valid YAML; line and column are 1-based."""
+
+    def __init__(self, message: str, line: int, col: int) -> None:
+        super().__init__(message)
+        self.line = line
+        self.col = col
+
+
+class _Loader(yaml.CSafeLoader):
+    """YAML loader that keeps timestamps as text so that one strict parser reads every date."""
+
+
+def _timestamp_as_text(loader: yaml.BaseLoader, node: yaml.Node) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_YAML = YAMLHandler()
+
+
+class _ScalarConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's own typing of plain scalars (ints, bools, nulls, floats) for the fast path."""
+
+
+_ScalarConstructor.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+_RESOLVER = yaml.resolver.Resolver()
+_STR = "tag:yaml.org,2002:str"
+_PLAIN_KEYS: set[str] = set()  # keys already known to resolve to strings
+_CONSTRUCTOR = _ScalarConstructor()
+
+_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):[ \t]+(\S.*?)[ \t]*")
+_DOUBLE = re.compile(r'"([^"\\]*)"')
+_SINGLE = re.compile(r"'([^']*)'")
+# Plain scalars the fast path accepts: no indicator first, no comment, no ": ".
+_PLAIN = re.compile(r"[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#\"\[\]{}]*")
+_FLOW_ITEM_PLAIN = re.compile(r"[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#,:\"'\[\]{}]*")
+
+
+def split_matter(data: bytes) -> tuple[bytes, int, int]:
+    """Return (front matter bytes, the line it starts on, the body's byte offset)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    first = _FENCE.match(data)
+    if not first or first.group(1) != b"---":
+        raise MatterError("missing: a post starts with a line '---'", 1, 1)
+    closing = _FENCE.search(data, first.end())
+    if not closing:
+        raise MatterError("no closing '---' line", 1, 1)
+    start = first.end() + 1
+    matter = data[start : closing.start()] if start <= closing.start() else b""
+    return matter, 2, closing.end() + 1
+
+
+def _plain(text: str) -> Any:
+    if text[0] not in _RESOLVER.yaml_implicit_resolvers:
+        return text  # no implicit type starts with this character: a string
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text))
+
+
+def _scalar(text: str, item: bool) -> Any:
+    """The value of one scalar, or raise LookupError when the fast path is not sure."""
+    first = text[0]
+    if first == '"':
+        match = _DOUBLE.fullmatch(text)
+    elif first == "'":
+        match = _SINGLE.fullmatch(text)
+    else:
+        pattern = _FLOW_ITEM_PLAIN if item else _PLAIN
+        if not pattern.fullmatch(text) or ": " in text or text.endswith(":"):
+            raise LookupError(text)
+        return _plain(text)
+    if not match:
+        raise LookupError(text)
+    return match.group(1)
+
+
+def _fast_load(text: str) -> dict[str, Any]:
+    """Read flat ``key: value`` front matter; LookupError means "ask PyYAML"."""
+    result: dict[str, Any] = {}
+    for line in text.split("\n"):
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.fullmatch(line)
+        if not match or match.group(1) in result:
+            raise LookupError(line)
+        key, value = match.groups()
+        if key not in _PLAIN_KEYS:
+            if _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) != _STR:
+                raise LookupError(key)  # keys such as "yes" or "null" are not strings in YAML 1.1
+            if len(_PLAIN_KEYS) < 1000:
+                _PLAIN_KEYS.add(key)
+        if value.startswith("["):
+            if not value.endswith("]"):
+                raise LookupError(line)
+            inner = value[1:-1].strip()
+            items = [part.strip() for part in inner.split(",")] if inner else []
+            if any(not item for item in items):
+                raise LookupError(line)
+            result[key] = [_scalar(item, True) for item in items]
+        else:
+            result[key] = _scalar(value, False)
+    return result
+
+
+def _count_nodes(value: Any, budget: int) -> int:
+    """Count nodes until ``budget`` runs out; aliases count every time they are reached."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return budget
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return budget
+
+
+def load_matter(text: str, first_line: int, *, fast: bool = True) -> Any:
+    """Load front matter text that starts on ``first_line`` of its file.
+
+    Raises MatterError with the file's line and column for invalid YAML and for
+    front matter that expands past a sane size (a YAML alias bomb).
+    """
+    if not text.strip():
+        return {}
+    if fast and "\r" not in text and "\t" not in text:
+        try:
+            return _fast_load(text)
+        except LookupError:
+            pass
+    try:
+        value = _YAML.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + first_line if mark else first_line
+        col = mark.column + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or "cannot be parsed"
+        raise MatterError(f"invalid YAML: {problem}", line, col) from None
+    # Only aliases ("*name") can make a small text expand into a huge value.
+    if "*" in text and _count_nodes(value, _MAX_NODES) < 0:
+        raise MatterError("too many values (YAML aliases?)", first_line, 1)
+    return value

@@ -1,0 +1,103 @@
+"""config.yaml: defaults, every problem named by its key, all in one run."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from publisher.config import FEED_FORMATS, load_config, parse_config
+from publisher.errors import ConfigError
+
+MINIMAL = {"site": {"title": "T", "url": "https://example.com/"}}
+
+
+def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL, tmp_path)
+    assert config.site.url == "https://example.com"
+    assert str(config.site.timezone) == "UTC"
+    assert config.paths.posts == tmp_path / "posts"
+    assert config.paths.output == tmp_path / "public"
+    assert config.feeds.formats == FEED_FORMATS
+    assert config.feeds.max_items == 20
+    assert config.feeds.content == "full"
+    assert config.feeds.per_category is True
+    assert config.feeds.per_tag is False
+    assert config.permalink == "/:categories/:year/:month/:day/:title.html"
+    assert config.digest.first_window == timedelta(days=7)
+    assert config.digest.max_lateness == timedelta(hours=24)
+    assert config.store.url == f"sqlite:///{tmp_path / 'publisher.db'}"
+
+
+def test_every_independent_problem_is_reported_in_one_run(tmp_path: Path) -> None:
+    raw = {
+        "site": {"title": "T", "url": "example.com", "timezone": "Mars/Olympus"},
+        "feeds": {"max_items": "ten", "formats": ["atom", "xml"], "content": "all"},
+        "digest": {"first_window": "a week"},
+        "colour": "blue",
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, tmp_path)
+    assert caught.value.problems == [
+        "site.url: must be an absolute http(s) URL, got 'example.com'",
+        "site.timezone: must be an IANA time zone name such as Asia/Tokyo, got 'Mars/Olympus'",
+        "feeds.formats: must be a list of atom, rss, json, got ['atom', 'xml']",
+        "feeds.max_items: must be a positive integer, got 'ten'",
+        "feeds.content: must be one of full, summary, got 'all'",
+        "digest.first_window: must be a duration such as 30m, 24h or 7d, got 'a week'",
+        "colour: unknown key",
+    ]
+
+
+def test_required_keys_and_one_line_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"site": {"description": "two\r\nlines"}}, tmp_path)
+    assert caught.value.problems == [
+        "site.title: is required",
+        "site.url: is required",
+        "site.description: must be one line, got 'two\\r\\nlines'",
+    ]
+
+
+def test_paths_are_relative_to_the_config_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "blog"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({**MINIMAL, "paths": {"posts": "_posts", "output": "../www"}}), "utf-8"
+    )
+    config = load_config(folder / "config.yaml")
+    assert config.paths.posts == folder / "_posts"
+    assert config.paths.output == tmp_path / "www"
+
+
+def test_output_folder_may_not_be_the_site_or_posts_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "paths": {"output": "."}}, tmp_path)
+    assert caught.value.problems == [
+        "paths.output: must be a folder of its own, not the site or posts folder"
+    ]
+
+
+def test_category_slug_map_refuses_path_separators(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "feeds": {"category_slugs": {"AI": "../../etc"}}}, tmp_path)
+    assert caught.value.problems[0].startswith(
+        "feeds.category_slugs: slug for 'AI' must be a single path segment"
+    )
+
+
+def test_broken_yaml_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("site:\n  title: [unclosed\n  url: x\n", "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: 3:")
+    assert "invalid YAML" in str(caught.value)
+
+
+def test_missing_config_says_how_to_fix_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="run from the site folder or pass --config PATH"):
+        load_config(None)

@@ -1,0 +1,188 @@
+"""Reading posts with Jekyll's semantics, and one clear line for every bad one."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from publisher.errors import PostError
+from publisher.posts import Post, parse_post, read_body, split_posts
+from publisher.sources import find_post_files
+
+from .conftest import SEED
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+PATTERN = "/:categories/:year/:month/:day/:title.html"
+
+
+def parse(text: str | bytes, name: str = "posts/2025-01-02-hello.md") -> Post:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return parse_post(
+        name, data, tz=TOKYO, permalink=PATTERN, site_url="https://example.com"
+    )
+
+
+def error_of(text: str | bytes, name: str = "posts/x.md") -> str:
+    with pytest.raises(PostError) as caught:
+        parse(text, name)
+    return str(caught.value)
+
+
+def test_the_seed_post_reads_as_jekyll_would() -> None:
+    post = parse(SEED.read_bytes(), "posts/000_c8123a293010547c.md")
+    assert post.title == "MSとAWS、クラウドAI投資競争の最前線"
+    assert post.date == datetime(2025, 9, 7, 8, 26, 39, tzinfo=UTC)
+    assert post.categories == ("AI技術",)
+    assert post.tags == ("AI", "最新ニュース", "技術動向")
+    assert post.author == "ALLFORCES編集部"
+    assert post.excerpt == "Microsoft, Amazon in cloud AIについて詳細に分析します。"
+    assert post.permalink == "/ai技術/2025/09/07/000_c8123a293010547c.html"
+    assert read_body(SEED.read_bytes()).lstrip().startswith("# MSとAWS")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2025-09-07 08:26:39 +0000", datetime(2025, 9, 7, 8, 26, 39, tzinfo=UTC)),
+        (
+            "2025-09-07T08:26:39+09:00",
+            datetime(2025, 9, 7, 8, 26, 39, tzinfo=timezone(timedelta(hours=9))),
+        ),
+        ("2025-09-07", datetime(2025, 9, 7, tzinfo=TOKYO)),
+        ("2025-09-07 10:00", datetime(2025, 9, 7, 10, tzinfo=TOKYO)),
+        ("'2025-09-07 08:26:39Z'", datetime(2025, 9, 7, 8, 26, 39, tzinfo=UTC)),
+    ],
+)
+def test_dates_jekyll_accepts(value: str, expected: datetime) -> None:
+    post = parse(f"---\ntitle: T\ndate: {value}\n---\n")
+    assert post.date == expected
+    assert post.date.utcoffset() == expected.utcoffset()
+
+
+def test_date_and_slug_come_from_the_file_name_when_missing() -> None:
+    post = parse("---\ntitle: T\n---\nbody\n", "posts/2024-02-29-Leap-Day.md")
+    assert post.date == datetime(2024, 2, 29, tzinfo=TOKYO)
+    assert post.slug == "Leap-Day"
+    assert post.permalink == "/2024/02/29/Leap-Day.html"
+
+
+def test_categories_and_tags_as_lists_strings_and_singulars() -> None:
+    post = parse(
+        "---\ntitle: T\ncategories: news tech\ncategory: extra\ntags: [a, b, a]\ntag: c\n---\n",
+        "posts/2025-01-01-x.md",
+    )
+    assert post.categories == ("news", "tech", "extra")
+    assert post.tags == ("a", "b", "c")
+
+
+def test_slug_permalink_update_time_and_author_mapping() -> None:
+    post = parse(
+        "---\ntitle: T\nslug: my-slug\npermalink: /blog/:year/:slug/\n"
+        "last_modified_at: 2025-02-01 10:00:00 +0900\nauthor: {name: 花子}\n---\n",
+        "posts/2025-01-02-ignored.md",
+    )
+    assert post.slug == "my-slug"
+    assert post.permalink == "/blog/2025/my-slug/"
+    assert post.modified == datetime(2025, 2, 1, 10, tzinfo=TOKYO)
+    assert post.author == "花子"
+
+
+def test_id_depends_on_the_file_not_on_its_text() -> None:
+    before = parse("---\ntitle: Old title\n---\nold\n", "posts/2025-01-02-hello.md")
+    after = parse("---\ntitle: New title\n---\nnew text\n", "posts/2025-01-02-hello.md")
+    assert before.id == after.id == "tag:example.com,2025-01-02:posts/2025-01-02-hello"
+    assert before.digest != after.digest
+
+
+def test_a_permalink_cannot_climb_out_of_the_site() -> None:
+    post = parse("---\ntitle: T\npermalink: /../../etc/passwd\n---\n")
+    assert post.permalink == "/etc/passwd"
+
+
+def test_drafts_unpublished_and_future_posts_are_left_out() -> None:
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    posts = [
+        parse("---\ntitle: a\ndate: 2025-01-01\n---\n", "posts/a.md"),
+        parse("---\ntitle: b\ndate: 2025-03-01\ndraft: true\n---\n", "posts/b.md"),
+        parse("---\ntitle: c\ndate: 2025-03-01\npublished: false\n---\n", "posts/c.md"),
+        parse("---\ntitle: d\ndate: 2025-07-01\n---\n", "posts/d.md"),
+        parse("---\ntitle: e\ndate: 2025-05-01\n---\n", "posts/e.md"),
+    ]
+    result = split_posts(posts, [], now)
+    assert [p.title for p in result.published] == ["e", "a"]
+    assert [p.title for p in result.drafts] == ["b", "c"]
+    assert [p.title for p in result.scheduled] == ["d"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "---\ntitle: T\ntags: [a, b\n---\n",
+            "posts/x.md:4:1: front matter: invalid YAML: did not find expected ',' or ']'",
+        ),
+        ("---\n- a\n- b\n---\n", "posts/x.md:2:1: front matter: must be a mapping of keys to values"),
+        ("---\ntitle: T\n", "posts/x.md:1:1: front matter: no closing '---' line"),
+        ("Just text\n", "posts/x.md:1:1: front matter: missing: a post starts with a line '---'"),
+        (
+            "---\ntitle: T\ndate: 2025-13-45 10:00\n---\n",
+            "posts/x.md:3:7: date: cannot read '2025-13-45 10:00' as a date: "
+            "month must be in 1..12",
+        ),
+        (
+            "---\ntitle: T\ndate: next tuesday\n---\n",
+            "posts/x.md:3:7: date: cannot read 'next tuesday' as a date "
+            "(use 2025-09-07 08:26:39 +0000)",
+        ),
+        ("---\ndate: 2025-01-01\n---\n", "posts/x.md:2:1: title: missing: every post needs a title"),
+        (
+            "---\ntitle: T\n---\n",
+            "posts/x.md:2:1: date: missing: give a date, or start the file name with YYYY-MM-DD-",
+        ),
+        (
+            "---\ntitle: T\ndate: 2025-01-01\ncategories: {a: 1}\n---\n",
+            "posts/x.md:4:13: categories: must be a list of names or a space-separated string",
+        ),
+    ],
+)
+def test_bad_posts_get_one_line_naming_file_line_column_and_field(
+    text: str, expected: str
+) -> None:
+    assert error_of(text) == expected
+
+
+def test_invalid_utf8_names_the_byte_position() -> None:
+    data = "---\ntitle: ok\ndate: 2025-01-01\nauthor: ab".encode() + b"\xff\n---\n"
+    assert error_of(data) == "posts/x.md:4:11: encoding: invalid UTF-8 (save the file as UTF-8)"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
+    bomb = ["---", "title: T", 'a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 12):
+        bomb.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]")
+    bomb.append("---")
+    started = time.perf_counter()
+    message = error_of("\n".join(bomb) + "\n")
+    assert message == "posts/x.md:2:1: front matter: too many values (YAML aliases?)"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_xml_forbidden_characters_are_removed_with_a_warning() -> None:
+    post = parse("---\ntitle: \"Bell\\a here\"\ndate: 2025-01-01\n---\n", "posts/x.md")
+    assert post.title == "Bell here"
+    assert post.warnings == ("posts/x.md:2:8: title: removed characters that XML forbids",)
+
+
+def test_editor_leftovers_and_hidden_files_are_not_posts(tmp_path: Path) -> None:
+    names = [
+        "a.md", "b.markdown", "sub/c.md", "a.md~", ".#a.md", ".a.md.swp", ".hidden.md",
+        "#a.md#", "notes.txt", ".git/x.md",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x", "utf-8")
+    assert [name for name, _ in find_post_files(tmp_path)] == ["a.md", "b.markdown", "sub/c.md"]
