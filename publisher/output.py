@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from publisher.errors import OutputError
 
@@ -20,8 +20,8 @@ __all__ = ["OutputWriter", "atomic_write", "safe_join"]
 
 def safe_join(root: Path, relative: str) -> Path:
     """Return ``root / relative``, refusing anything that would land outside ``root``."""
-    parts = PurePosixPath(relative.replace("\\", "/")).parts
-    if not parts or relative.startswith("/") or any(p in ("..", ".", "") for p in parts):
+    parts = relative.replace("\\", "/").split("/")
+    if any(p in ("..", ".", "") for p in parts):
         raise OutputError(
             f"refusing to write {relative!r}: not a plain path inside the output folder"
         )

@@ -135,7 +135,10 @@ def _names(value: Any) -> list[str]:
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, dict | list | bool) or value is None:
+    if isinstance(value, bool):
+        # YAML 1.1 (Jekyll's too) reads a bare yes/no/on/off/true/false as a boolean.
+        raise ValueError("must be text; put it in quotes (a bare yes, no, on or off is a boolean)")
+    if isinstance(value, dict | list) or value is None:
         raise ValueError("must be text")
     return str(value).strip()
 

@@ -21,9 +21,7 @@ PATTERN = "/:categories/:year/:month/:day/:title.html"
 
 def parse(text: str | bytes, name: str = "posts/2025-01-02-hello.md") -> Post:
     data = text.encode("utf-8") if isinstance(text, str) else text
-    return parse_post(
-        name, data, tz=TOKYO, permalink=PATTERN, site_url="https://example.com"
-    )
+    return parse_post(name, data, tz=TOKYO, permalink=PATTERN, site_url="https://example.com")
 
 
 def error_of(text: str | bytes, name: str = "posts/x.md") -> str:
@@ -125,7 +123,10 @@ def test_drafts_unpublished_and_future_posts_are_left_out() -> None:
             "---\ntitle: T\ntags: [a, b\n---\n",
             "posts/x.md:4:1: front matter: invalid YAML: did not find expected ',' or ']'",
         ),
-        ("---\n- a\n- b\n---\n", "posts/x.md:2:1: front matter: must be a mapping of keys to values"),
+        (
+            "---\n- a\n- b\n---\n",
+            "posts/x.md:2:1: front matter: must be a mapping of keys to values",
+        ),
         ("---\ntitle: T\n", "posts/x.md:1:1: front matter: no closing '---' line"),
         ("Just text\n", "posts/x.md:1:1: front matter: missing: a post starts with a line '---'"),
         (
@@ -138,10 +139,18 @@ def test_drafts_unpublished_and_future_posts_are_left_out() -> None:
             "posts/x.md:3:7: date: cannot read 'next tuesday' as a date "
             "(use 2025-09-07 08:26:39 +0000)",
         ),
-        ("---\ndate: 2025-01-01\n---\n", "posts/x.md:2:1: title: missing: every post needs a title"),
+        (
+            "---\ndate: 2025-01-01\n---\n",
+            "posts/x.md:2:1: title: missing: every post needs a title",
+        ),
         (
             "---\ntitle: T\n---\n",
             "posts/x.md:2:1: date: missing: give a date, or start the file name with YYYY-MM-DD-",
+        ),
+        (
+            "---\ntitle: Off\ndate: 2025-01-01\n---\n",
+            "posts/x.md:2:8: title: must be text; put it in quotes "
+            "(a bare yes, no, on or off is a boolean)",
         ),
         (
             "---\ntitle: T\ndate: 2025-01-01\ncategories: {a: 1}\n---\n",
@@ -149,14 +158,12 @@ def test_drafts_unpublished_and_future_posts_are_left_out() -> None:
         ),
     ],
 )
-def test_bad_posts_get_one_line_naming_file_line_column_and_field(
-    text: str, expected: str
-) -> None:
+def test_bad_posts_get_one_line_naming_file_line_column_and_field(text: str, expected: str) -> None:
     assert error_of(text) == expected
 
 
 def test_invalid_utf8_names_the_byte_position() -> None:
-    data = "---\ntitle: ok\ndate: 2025-01-01\nauthor: ab".encode() + b"\xff\n---\n"
+    data = b"---\ntitle: ok\ndate: 2025-01-01\nauthor: ab" + b"\xff\n---\n"
     assert error_of(data) == "posts/x.md:4:11: encoding: invalid UTF-8 (save the file as UTF-8)"
 
 
@@ -172,15 +179,23 @@ def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
 
 
 def test_xml_forbidden_characters_are_removed_with_a_warning() -> None:
-    post = parse("---\ntitle: \"Bell\\a here\"\ndate: 2025-01-01\n---\n", "posts/x.md")
+    post = parse('---\ntitle: "Bell\\a here"\ndate: 2025-01-01\n---\n', "posts/x.md")
     assert post.title == "Bell here"
     assert post.warnings == ("posts/x.md:2:8: title: removed characters that XML forbids",)
 
 
 def test_editor_leftovers_and_hidden_files_are_not_posts(tmp_path: Path) -> None:
     names = [
-        "a.md", "b.markdown", "sub/c.md", "a.md~", ".#a.md", ".a.md.swp", ".hidden.md",
-        "#a.md#", "notes.txt", ".git/x.md",
+        "a.md",
+        "b.markdown",
+        "sub/c.md",
+        "a.md~",
+        ".#a.md",
+        ".a.md.swp",
+        ".hidden.md",
+        "#a.md#",
+        "notes.txt",
+        ".git/x.md",
     ]
     for name in names:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

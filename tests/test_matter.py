@@ -1,0 +1,108 @@
+"""The fast front matter path must read exactly what PyYAML reads, or step aside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from publisher.matter import MatterError, load_matter, split_matter
+
+from .conftest import SEED
+
+KEYS = ["title", "date", "tags", "yes", "null", "on", "a-b", "x_1", "Title", "n"]
+SCALARS = [
+    "hello",
+    "Hello, world",
+    "8",
+    "-3",
+    "0x1F",
+    "1_000",
+    "12:30",
+    "3.5",
+    ".inf",
+    "yes",
+    "No",
+    "off",
+    "null",
+    "~",
+    "2025-09-07",
+    "2025-09-07 08:26:39 +0000",
+    "2025-09-07T08:26:39Z",
+    "AI技術",
+    "C#",
+    "C++",
+    "a: b",
+    "a #b",
+    "#x",
+    "'q'",
+    "'it''s'",
+    '"dq"',
+    '"with \\" esc"',
+    '"a, b"',
+    "[a, b]",
+    "[]",
+    "[ a ,b ]",
+    '["AI技術", "最新ニュース"]',
+    "[1, two, 3.0]",
+    "{a: 1}",
+    "&anchor x",
+    "*alias",
+    "!tag x",
+    "|",
+    ">",
+    "- x",
+    "@at",
+    "`tick`",
+    "%pct",
+    "it's",
+    "trailing:",
+    "x:y",
+    '["a", b: c]',
+    "[a,,b]",
+    "[,]",
+    "é",
+    "'",
+    '"',
+    "a\tb",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(SCALARS)), min_size=1, max_size=6),
+    st.booleans(),
+)
+def test_fast_path_agrees_with_pyyaml(pairs: list[tuple[str, str]], comment: bool) -> None:
+    text = "\n".join(f"{key}: {value}" for key, value in pairs) + "\n"
+    if comment:
+        text = "# a comment\n" + text
+    try:
+        expected = load_matter(text, 2, fast=False)
+    except MatterError:
+        with pytest.raises(MatterError):
+            load_matter(text, 2)
+        return
+    assert load_matter(text, 2) == expected
+
+
+def test_the_seed_front_matter_reads_the_same_both_ways() -> None:
+    matter, first, _ = split_matter(SEED.read_bytes())
+    text = matter.decode("utf-8")
+    assert load_matter(text, first) == load_matter(text, first, fast=False)
+    assert load_matter(text, first)["categories"] == ["AI技術"]
+
+
+def test_yaml_errors_carry_the_files_line_and_column() -> None:
+    with pytest.raises(MatterError) as caught:
+        load_matter("title: ok\ntags: [a\n", 2)
+    assert (caught.value.line, caught.value.col) == (4, 1)
+
+
+def test_a_windows_file_reads_like_a_unix_one(tmp_path: Path) -> None:
+    data = b"---\r\ntitle: T\r\ndate: 2025-01-01\r\n---\r\nbody\r\n"
+    matter, _, offset = split_matter(data)
+    assert load_matter(matter.decode(), 2) == {"title": "T", "date": "2025-01-01"}
+    assert data[offset:] == b"body\r\n"

@@ -1,0 +1,89 @@
+"""Output files: never outside the output folder, never half-written, never claimed twice."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import OutputError
+from publisher.output import OutputWriter, atomic_write, safe_join
+from publisher.urls import assign_slugs, expand_permalink, slugify, url_join
+
+
+@pytest.mark.parametrize(
+    "relative", ["../x", "a/../../x", "/abs/x", "", ".", "a/./b", "a//b", "..\\x", "a/\x00"]
+)
+def test_unsafe_paths_are_refused(tmp_path: Path, relative: str) -> None:
+    with pytest.raises(OutputError, match="refusing to write"):
+        safe_join(tmp_path, relative)
+
+
+def test_a_symlink_cannot_lead_a_write_outside(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "link").symlink_to(elsewhere)
+    with pytest.raises(OutputError, match="resolves outside"):
+        safe_join(out, "link/atom.xml")
+
+
+def test_atomic_write_leaves_a_complete_0644_file_and_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "feeds" / "atom.xml"
+    atomic_write(target, b"old")
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert os.listdir(target.parent) == ["atom.xml"]
+
+
+def test_two_outputs_for_one_path_are_an_error_naming_both(tmp_path: Path) -> None:
+    writer = OutputWriter(tmp_path)
+    writer.write("categories/c/atom.xml", b"1", "the category feed 'C#'")
+    with pytest.raises(OutputError) as caught:
+        writer.write("categories/c/atom.xml", b"2", "the category feed 'C++'")
+    assert str(caught.value) == (
+        "categories/c/atom.xml: both the category feed 'C#' and the category feed 'C++'"
+        " would be written here"
+    )
+
+
+def test_unchanged_files_are_not_rewritten(tmp_path: Path) -> None:
+    OutputWriter(tmp_path).write("rss.xml", b"same", "x")
+    os.utime(tmp_path / "rss.xml", ns=(1, 1))
+    writer = OutputWriter(tmp_path)
+    writer.write("rss.xml", b"same", "x")
+    assert writer.unchanged == ["rss.xml"]
+    assert (tmp_path / "rss.xml").stat().st_mtime_ns == 1
+
+
+def test_slugs_keep_unicode_and_never_collide() -> None:
+    assert slugify("AI技術") == "ai技術"
+    assert slugify("Cloud Computing!") == "cloud-computing"
+    assert slugify("..") == ""
+    slugs = assign_slugs(["C++", "C#", "c", "AI技術"], {"AI技術": "ai"})
+    assert slugs == {"AI技術": "ai", "C#": "c", "C++": "c-2", "c": "c-3"}
+    assert len(set(slugs.values())) == len(slugs)
+    # The same names in another order get the same slugs.
+    assert assign_slugs(["c", "C#", "AI技術", "C++"], {"AI技術": "ai"}) == slugs
+
+
+def test_permalinks_expand_like_jekylls() -> None:
+    from datetime import datetime
+
+    date = datetime(2025, 3, 4, 5, 6, 7)
+    path = expand_permalink(
+        "/:categories/:year/:month/:day/:title:output_ext",
+        slug="hello",
+        date=date,
+        categories=["ai技術", "news"],
+    )
+    assert path == "/ai技術/news/2025/03/04/hello.html"
+    assert expand_permalink("/:year/:i_month/:slug/", slug="s", date=date, categories=[]) == (
+        "/2025/3/s/"
+    )
+    assert url_join("https://example.com", path) == (
+        "https://example.com/ai%E6%8A%80%E8%A1%93/news/2025/03/04/hello.html"
+    )
