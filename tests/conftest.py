@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from publisher.config import Config, load_config
+from tests.smtp_server import smtp_server  # noqa: F401  (a real SMTP server, for any test)
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO.parent / "shared" / "seed" / "000_c8123a293010547c.txt"
