@@ -149,3 +149,6 @@ def main(argv: list[str] | None = None) -> None:
 # Command groups that live in their own modules register here, one line each.
 # Their modules import their heavy dependencies inside the commands, so that
 # `publisher build` starts fast.
+from publisher.subscribers_cli import subscribers  # noqa: E402  (add, list, remove, import, export)
+
+cli.add_command(subscribers)

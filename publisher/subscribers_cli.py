@@ -1,0 +1,352 @@
+"""``publisher subscribers add|list|remove|import|export``: the subscriber list by hand.
+
+Argument handling, CSV reading and printing only; the rules (what is a valid
+address, who is already subscribed) live in :mod:`publisher.store`.
+
+The CSV format, read by ``import`` and written by ``export`` (so an export can
+be imported again)::
+
+    email,name,categories,status
+    ann@example.com,Ann Lee,tech;life,active
+    bob@example.com,,,
+
+``categories`` are separated by ``;`` or ``|``; none means every category.
+``name``, ``categories`` and ``status`` (default: active) may be left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from publisher.errors import PublisherError, StoreError
+
+if TYPE_CHECKING:
+    from publisher.cli import State
+    from publisher.store import Store, Subscriber
+
+__all__ = ["CsvRow", "parse_csv", "subscribers"]
+
+COLUMNS = ("email", "name", "categories", "status")
+_SEPARATORS = re.compile(r"[;|]")
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One valid subscriber read from a CSV file, and the line it started on."""
+
+    line: int
+    email: str
+    name: str
+    categories: tuple[str, ...]
+    status: str | None  # None: the column was absent or empty
+
+
+@dataclass
+class CsvResult:
+    """What a CSV file holds: good rows, one problem line per bad row, warnings."""
+
+    rows: list[CsvRow] = field(default_factory=list)
+    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
+    warnings: list[str] = field(default_factory=list)
+
+
+def split_categories(cell: str) -> tuple[str, ...]:
+    """``"tech; life|travel"`` -> ("tech", "life", "travel")."""
+    return tuple(dict.fromkeys(p.strip() for p in _SEPARATORS.split(cell) if p.strip()))
+
+
+def _row_problem(values: dict[str, str]) -> tuple[str, str] | None:
+    """The first (column, problem) of a row, or None if it can be imported."""
+    from publisher.store import SUBSCRIBER_STATUSES, email_problem
+
+    address = values.get("email", "").strip()
+    if not address:
+        return "email", "is missing"
+    problem = email_problem(address)
+    if problem is not None:
+        return "email", f"{address!r} {problem}"
+    for column in ("name", "categories"):
+        text = values.get(column, "")
+        if "\n" in text or "\r" in text:
+            return column, "must be one line"
+    if len(values.get("name", "").strip()) > 200:
+        return "name", "is longer than 200 characters"
+    status = values.get("status", "").strip()
+    if status and status not in SUBSCRIBER_STATUSES:
+        return "status", f"{status!r} must be one of {', '.join(SUBSCRIBER_STATUSES)}"
+    return None
+
+
+def parse_csv(text: str, source: str) -> CsvResult:
+    """Read subscriber rows from CSV text; every bad row becomes ``source:LINE: column: why``.
+
+    The header names the columns (any order, any case); a file without a
+    header is read as email,name,categories. Unknown columns are ignored with a
+    warning, so exports from other tools can be imported as they are.
+    """
+    result = CsvResult()
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise PublisherError(f"{source}:1: not a CSV file: {exc}") from exc
+    if header is None:
+        return result
+    names = [h.strip().lower() for h in header]
+    if "email" in names:
+        columns = names
+        for index, name in enumerate(columns):
+            if name not in COLUMNS:
+                shown = header[index].strip()
+                result.warnings.append(f"{source}:1: ignoring column {shown!r}")
+        pending: list[tuple[int, list[str]]] = []
+    elif header and "@" in header[0]:
+        columns = list(COLUMNS[:3])
+        pending = [(1, header)]  # no header: the first line is already a subscriber
+    else:
+        raise PublisherError(
+            f"{source}:1: no 'email' column; the first line must name the columns,"
+            f" such as {','.join(COLUMNS)}"
+        )
+
+    def records() -> Iterator[tuple[int, list[str]]]:
+        yield from pending
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                result.problems.append((start, f"{source}:{start}: not valid CSV: {exc}"))
+                return
+            yield start, cells
+
+    for line, cells in records():
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        if len(cells) > len(columns):
+            extra = [c for c in cells[len(columns) :] if c.strip()]
+            if extra:
+                result.problems.append(
+                    (
+                        line,
+                        f"{source}:{line}: {len(cells)} fields, but the header has {len(columns)}",
+                    )
+                )
+                continue
+        values = {
+            name: cells[i] if i < len(cells) else ""
+            for i, name in enumerate(columns)
+            if name in COLUMNS
+        }
+        problem = _row_problem(values)
+        if problem is not None:
+            result.problems.append((line, f"{source}:{line}: {problem[0]}: {problem[1]}"))
+            continue
+        result.rows.append(
+            CsvRow(
+                line=line,
+                email=values["email"].strip(),
+                name=values.get("name", "").strip(),
+                categories=split_categories(values.get("categories", "")),
+                status=values.get("status", "").strip() or None,
+            )
+        )
+    return result
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _store(state: State) -> Iterator[Store]:
+    from publisher.store import Store
+
+    with Store.open(state.config) as store:
+        yield store
+
+
+def _reject(message: str) -> None:
+    """One line on stderr and exit 1: the command ran, but the input was refused."""
+    from publisher.cli import EXIT_REJECTED, fail
+
+    fail(message, EXIT_REJECTED)
+
+
+def _describe(subscriber: Subscriber) -> str:
+    cats = ", ".join(subscriber.categories) if subscriber.categories else "all categories"
+    return f"{subscriber.email} ({subscriber.status}; {cats})"
+
+
+@click.group()
+def subscribers() -> None:
+    """Add, list, remove, import and export the people who receive the digest."""
+
+
+@subscribers.command()
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name, used in the greeting.")
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    metavar="C",
+    help="A category to follow; repeat for more. None: every category.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(["active", "pending"]),
+    default="active",
+    show_default=True,
+    help="pending: wait for the subscriber to confirm by mail.",
+)
+@click.pass_obj
+def add(state: State, email: str, name: str, categories: tuple[str, ...], status: str) -> None:
+    """Add EMAIL to the subscribers. Exit 1 if it is invalid or already there."""
+    with _store(state) as store:
+        try:
+            added = store.add_subscriber(
+                email, name=name, categories=categories, status=status, now=state.clock()
+            )
+        except StoreError as exc:
+            _reject(str(exc))
+    click.echo(f"added {_describe(added)}")
+
+
+@subscribers.command(name="list")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "active", "unsubscribed"]),
+    help="Only subscribers with this status.",
+)
+@click.pass_obj
+def list_(state: State, status: str | None) -> None:
+    """Show every subscriber: address, name, status, categories, date added."""
+    zone = state.config.site.timezone
+    with _store(state) as store:
+        found = store.list_subscribers(status)
+    rows = [
+        (
+            s.email,
+            s.name,
+            s.status,
+            "; ".join(s.categories) or "(all)",
+            s.created_at.astimezone(zone).date().isoformat(),
+        )
+        for s in found
+    ]
+    if rows:
+        table = [("EMAIL", "NAME", "STATUS", "CATEGORIES", "ADDED"), *rows]
+        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        for row in table:
+            cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+            click.echo("  ".join([*cells, row[4]]))
+    counts = {
+        s: sum(1 for r in found if r.status == s) for s in ("active", "pending", "unsubscribed")
+    }
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    noun = "subscriber" if len(found) == 1 else "subscribers"
+    click.echo(f"{len(found)} {noun}" + (f": {summary}" if summary else ""))
+
+
+@subscribers.command()
+@click.argument("email")
+@click.pass_obj
+def remove(state: State, email: str) -> None:
+    """Delete EMAIL and its send history. Exit 1 if it was not subscribed."""
+    with _store(state) as store:
+        removed = store.remove_subscriber(email)
+    if not removed:
+        _reject(f"{email.strip()}: not subscribed")
+    click.echo(f"removed {email.strip()}")
+
+
+@subscribers.command(name="import")
+@click.argument("file", metavar="FILE.csv")
+@click.option(
+    "--status",
+    type=click.Choice(["active", "pending"]),
+    default=None,
+    help="Status for rows without one (default: active).",
+)
+@click.pass_obj
+def import_(state: State, file: str, status: str | None) -> None:
+    """Add the subscribers in FILE.csv ('-': standard input), reporting each bad row.
+
+    Columns: email,name,categories[,status]; categories separated by ';' or '|'.
+    Good rows are imported even when others are bad; addresses already subscribed
+    are left as they are. Exit 1 if any row was bad.
+    """
+    if file == "-":
+        source, text = "<stdin>", sys.stdin.read()
+    else:
+        source = file
+        try:
+            text = Path(file).read_text(encoding="utf-8-sig")
+        except FileNotFoundError as exc:
+            raise PublisherError(f"{file}: no such file") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PublisherError(f"{file}: cannot be read: {exc}") from exc
+    parsed = parse_csv(text, source)
+    for warning in parsed.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    problems = list(parsed.problems)
+    added = existing = 0
+    now = state.clock()
+    with _store(state) as store:
+        for row in parsed.rows:
+            if store.get_subscriber(row.email) is not None:
+                existing += 1
+                continue
+            try:
+                store.add_subscriber(
+                    row.email,
+                    name=row.name,
+                    categories=row.categories,
+                    status=row.status or status or "active",
+                    now=now,
+                )
+            except StoreError as exc:
+                problems.append((row.line, f"{source}:{row.line}: {exc}"))
+                continue
+            added += 1
+    # Bad rows in file order, whichever check found them.
+    for _, problem in sorted(problems):
+        click.echo(problem, err=True)
+    click.echo(
+        f"imported {added} from {source}"
+        + (f", {existing} already subscribed (left unchanged)" if existing else "")
+        + (f", {len(problems)} rows rejected" if problems else "")
+    )
+    if problems:
+        sys.exit(1)
+
+
+@subscribers.command()
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "active", "unsubscribed"]),
+    help="Only subscribers with this status.",
+)
+@click.pass_obj
+def export(state: State, status: str | None) -> None:
+    """Write the subscribers as CSV to standard output, in the format import reads."""
+    with _store(state) as store:
+        found = store.list_subscribers(status)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for s in found:
+        writer.writerow([s.email, s.name, ";".join(s.categories), s.status])
+    click.echo(out.getvalue(), nl=False)
