@@ -89,7 +89,8 @@ class DigestConfig:
     schedule: str = "0 8 * * mon"
     first_window: timedelta = timedelta(days=7)
     max_lateness: timedelta = timedelta(hours=24)
-    subject: str = "{{ site.title }}: {{ posts|length }} new posts"
+    # Rendered with Jinja2, e.g. "Site: 3 new posts · May 4, 2026" (localised).
+    subject: str = "{{ site.title }}: {{ digest.summary }}"
     sender: str = ""
     reply_to: str = ""
     backend: str = "outbox"  # "outbox" or "smtp"

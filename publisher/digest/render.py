@@ -1,0 +1,433 @@
+"""Digest bodies: subject, HTML and text from Jinja2 templates, fast enough for big lists.
+
+Rendering ten thousand digests must take seconds, not minutes, so the work is
+split by what it depends on:
+
+* once per run: templates are compiled and every post's excerpt, URL and
+  localised date are prepared (:func:`post_views`);
+* once per distinct digest: subscribers following the same categories with
+  the same new posts get the same message apart from their name, address and
+  links, so each distinct selection is rendered once, with unguessable slot
+  markers where those values go, and its CSS is inlined once;
+* once per subscriber: the slots are filled in (escaped for HTML).
+
+A site's own template could transform a slot (``subscriber.name|upper``) or
+test it (``{% if subscriber.email.endswith(...) %}``), which would break the
+fill-in. So the first message of every distinct digest is also rendered the
+slow way and compared; if the two differ, that digest is rendered the slow way
+for everyone. The fast path is an optimisation that cannot change the result.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import css_inline
+import jinja2
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from markupsafe import escape
+
+from publisher.config import Config
+from publisher.digest.period import Period
+from publisher.digest.select import Selection
+from publisher.errors import ConfigError
+from publisher.feeds import post_url
+from publisher.markup import cut_text, render
+from publisher.posts import Post, read_body
+from publisher.templating import environment
+from publisher.tokens import make_token
+
+__all__ = [
+    "HTML_TEMPLATE",
+    "PREVIEW_TOKEN",
+    "TEXT_TEMPLATE",
+    "DigestRenderer",
+    "GroupView",
+    "PostView",
+    "Recipient",
+    "RenderedDigest",
+    "labels_for",
+    "locale_for",
+    "post_view",
+    "post_views",
+    "recipient_for",
+]
+
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+# What preview links carry instead of a signed token: obviously not a real one.
+PREVIEW_TOKEN = "PREVIEW-not-a-real-token"
+_CACHE_SIZE = 512
+_SLOT_NAMES = ("name", "email", "unsubscribe", "preferences")
+
+# Words the default templates use, by language; a site's own templates may
+# use them or write their own text.
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "view_in_browser": "View in your browser",
+        "read_more": "Read more",
+        "preferences": "Manage preferences",
+        "unsubscribe": "Unsubscribe",
+        "uncategorised": "Other posts",
+        "greeting_named": "Hello {name},",
+        "summary_one": "1 new post · {date}",
+        "summary_other": "{count} new posts · {date}",
+        "why": "You receive this at {email} because you subscribed to {site}.",
+        "web_copy_note": "This is the web copy of an email digest from {site}.",
+    },
+    "ja": {
+        "view_in_browser": "ブラウザで表示",
+        "read_more": "続きを読む",
+        "preferences": "配信設定の変更",
+        "unsubscribe": "配信停止",
+        "uncategorised": "その他の記事",
+        "greeting_named": "{name} 様",
+        "summary_one": "新着記事 1 件 · {date}",
+        "summary_other": "新着記事 {count} 件 · {date}",
+        "why": "{site} をご購読いただいているため、{email} にお送りしています。",
+        "web_copy_note": "{site} のメールダイジェストのウェブ版です。",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PostView:
+    """What the templates see of one post; prepared once per run."""
+
+    id: str
+    title: str
+    url: str  # absolute
+    author: str
+    date: str  # localised for site.language in site.timezone
+    datetime: str  # ISO 8601, for <time datetime>
+    excerpt: str  # plain text
+    categories: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    """One category heading and its posts."""
+
+    name: str  # "" for uncategorised posts
+    label: str  # what the heading says
+    posts: tuple[PostView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """The per-subscriber values of a message."""
+
+    email: str
+    name: str
+    unsubscribe_url: str
+    preferences_url: str
+    unsubscribe_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    """A rendered digest, ready to become a message."""
+
+    subject: str
+    html: str
+    text: str
+
+
+def locale_for(language: str) -> Locale:
+    """The Babel locale for ``site.language`` ("ja", "en-US", "pt_BR"); English if unknown."""
+    try:
+        return Locale.parse(language.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        return Locale.parse("en")
+
+
+def labels_for(language: str) -> dict[str, str]:
+    """The default templates' words in ``site.language``, falling back to English."""
+    base = language.replace("_", "-").split("-")[0].lower()
+    return {**LABELS["en"], **LABELS.get(base, {})}
+
+
+def post_view(config: Config, post: Post, excerpt: str, locale: Locale) -> PostView:
+    """A post as the templates see it, with its date formatted for the site."""
+    local = post.date.astimezone(config.site.timezone)
+    return PostView(
+        id=post.id,
+        title=post.title,
+        url=post_url(config, post),
+        author=post.author or config.site.author,
+        date=format_date(local, format="medium", locale=locale),
+        datetime=local.isoformat(),
+        excerpt=excerpt,
+        categories=post.categories,
+    )
+
+
+def post_views(
+    config: Config, posts: Iterable[Post], read: Callable[[Post], bytes] | None = None
+) -> dict[str, PostView]:
+    """Prepare each post once: its excerpt is rendered from the Markdown body.
+
+    ``read`` returns a post file's bytes (by default from the site folder); a
+    post whose file cannot be read keeps its front-matter excerpt, if any.
+    """
+
+    def read_file(post: Post) -> bytes:
+        return (config.paths.root / post.source).read_bytes()
+
+    read = read or read_file
+    locale = locale_for(config.site.language)
+    views: dict[str, PostView] = {}
+    for post in posts:
+        if post.id in views:
+            continue
+        try:
+            body = read_body(read(post))
+        except OSError:
+            excerpt = post.excerpt
+        else:
+            excerpt = render(
+                body,
+                post_url(config, post),
+                excerpt=post.excerpt,
+                excerpt_length=config.feeds.excerpt_length,
+            ).summary
+        views[post.id] = post_view(config, post, excerpt, locale)
+    return views
+
+
+def recipient_for(
+    config: Config, subscriber_id: int, email: str, name: str, secret: bytes | None
+) -> Recipient:
+    """A subscriber's links, signed with ``secret``; ``None`` gives fake preview links."""
+    base = (config.server.base_url or config.site.url).rstrip("/")
+    if secret is None:
+        unsubscribe = preferences = PREVIEW_TOKEN
+    else:
+        unsubscribe = make_token(secret, subscriber_id, "unsubscribe")
+        preferences = make_token(secret, subscriber_id, "preferences")
+    return Recipient(
+        email=email,
+        name=name,
+        unsubscribe_url=f"{base}/unsubscribe/{unsubscribe}",
+        preferences_url=f"{base}/preferences/{preferences}",
+        unsubscribe_token=unsubscribe,
+    )
+
+
+def _template_error(exc: jinja2.TemplateError, name: str) -> ConfigError:
+    """One line naming the template file and line, from a Jinja2 error."""
+    where = getattr(exc, "filename", None)
+    line = getattr(exc, "lineno", None)
+    if where is None:
+        # Errors raised while rendering carry no position, but Jinja2 rewrites the
+        # traceback so that its frames point into the template files.
+        tb = exc.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.endswith(".j2"):
+                where, line = filename, tb.tb_lineno
+            tb = tb.tb_next
+    message = getattr(exc, "message", None) or str(exc)
+    return ConfigError([f"{f'line {line}: ' if line else ''}{message}"], str(where or name))
+
+
+def _head_order(html: str) -> str:
+    """Put the kept media-query <style> back at the end of <head>.
+
+    css-inline writes it first in <head>, which pushes ``<meta charset>`` past
+    the first kilobyte a browser inspects when it opens the web copy.
+    """
+    start = html.find("<head><style>")
+    end = html.find("</style>", start)
+    close = html.find("</head>", end)
+    if start < 0 or end < 0 or close < 0:
+        return html
+    start += len("<head>")
+    end += len("</style>")
+    return html[:start] + html[end:close] + html[start:end] + "\n" + html[close:]
+
+
+@dataclass
+class _Parts:
+    """A rendered text cut at its slots: literals at even indexes, slot names at odd."""
+
+    pieces: list[str]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        out = self.pieces[:]
+        for i in range(1, len(out), 2):
+            out[i] = values[out[i]]
+        return "".join(out)
+
+
+@dataclass
+class _Entry:
+    subject: _Parts
+    html: _Parts
+    text: _Parts
+    verified: bool = False
+    direct: bool = False
+
+
+class DigestRenderer:
+    """Renders every digest of one period; build one per run and reuse it."""
+
+    def __init__(
+        self, config: Config, period: Period, views: Mapping[str, PostView], *, web_url: str
+    ) -> None:
+        self.config = config
+        self.period = period
+        self.views = views
+        self.web_url = web_url
+        self.labels = labels_for(config.site.language)
+        self._locale = locale_for(config.site.language)
+        env = environment(config.paths.templates)
+        try:
+            self._html = env.get_template(HTML_TEMPLATE)
+            self._text = env.get_template(TEXT_TEMPLATE)
+        except jinja2.TemplateError as exc:
+            raise _template_error(exc, HTML_TEMPLATE) from None
+        try:
+            # A subject is a header, not HTML: "&" must stay "&".
+            self._subject = env.overlay(autoescape=False).from_string(config.digest.subject)
+        except jinja2.TemplateError as exc:
+            raise ConfigError(
+                [f"digest.subject: {getattr(exc, 'message', None) or exc}"],
+                str(config.source or "config.yaml"),
+            ) from None
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        nonce = secrets.token_hex(8)
+        self._slots = {name: f"PUBLISHER-SLOT-{nonce}-{name}" for name in _SLOT_NAMES}
+        self._slot_re = re.compile(f"PUBLISHER-SLOT-{nonce}-({'|'.join(_SLOT_NAMES)})")
+        self._cache: OrderedDict[Any, _Entry] = OrderedDict()
+        self.stats = {"distinct": 0, "direct": 0, "filled": 0}
+
+    # --- context ---------------------------------------------------------------------------
+
+    def _groups(self, selection: Selection) -> list[GroupView]:
+        return [
+            GroupView(
+                group.name,
+                group.name or self.labels["uncategorised"],
+                tuple(self.views[post.id] for post in group.posts),
+            )
+            for group in selection.groups
+        ]
+
+    def _context(
+        self, selection: Selection, values: Mapping[str, str], *, web_copy: bool
+    ) -> dict[str, Any]:
+        groups = self._groups(selection)
+        posts = [post for group in groups for post in group.posts]
+        count = len(posts)
+        date = format_date(
+            self.period.due.astimezone(self.config.site.timezone),
+            format="long",
+            locale=self._locale,
+        )
+        summary = self.labels["summary_one" if count == 1 else "summary_other"].format(
+            count=count, date=date
+        )
+        return {
+            "site": self.config.site,
+            "digest": {
+                "key": self.period.key,
+                "due": self.period.due,
+                "date": date,
+                "count": count,
+                "summary": summary,
+                "web_url": self.web_url,
+            },
+            "groups": groups,
+            "posts": posts,
+            "subscriber": {"name": values["name"], "email": values["email"]},
+            "links": {
+                "site": self.config.site.url + "/",
+                "web": self.web_url,
+                "unsubscribe": values["unsubscribe"],
+                "preferences": values["preferences"],
+            },
+            "labels": self.labels,
+            "preheader": cut_text(" · ".join(p.title for p in posts), 140),
+            "web_copy": web_copy,
+        }
+
+    def _render(
+        self, selection: Selection, values: Mapping[str, str], *, web_copy: bool = False
+    ) -> RenderedDigest:
+        """The slow path: render the templates with these exact values."""
+        context = self._context(selection, values, web_copy=web_copy)
+        try:
+            subject = self._subject.render(context).strip()
+        except jinja2.TemplateError as exc:
+            raise ConfigError(
+                [f"digest.subject: {getattr(exc, 'message', None) or exc}"],
+                str(self.config.source or "config.yaml"),
+            ) from None
+        try:
+            html = self._html.render(context, subject=subject)
+        except jinja2.TemplateError as exc:
+            raise _template_error(exc, HTML_TEMPLATE) from None
+        try:
+            text = "" if web_copy else self._text.render(context, subject=subject)
+        except jinja2.TemplateError as exc:
+            raise _template_error(exc, TEXT_TEMPLATE) from None
+        return RenderedDigest(subject, _head_order(self._inliner.inline(html)), text)
+
+    # --- public ----------------------------------------------------------------------------
+
+    def render(self, selection: Selection, recipient: Recipient) -> RenderedDigest:
+        """The digest ``selection`` for ``recipient``."""
+        values = {
+            "name": recipient.name,
+            "email": recipient.email,
+            "unsubscribe": recipient.unsubscribe_url,
+            "preferences": recipient.preferences_url,
+        }
+        # Templates may branch on whether a name is known; that is part of the key.
+        key = (selection.key, bool(recipient.name))
+        entry = self._cache.get(key)
+        if entry is None:
+            shared = self._render(selection, self._slots)
+            entry = _Entry(
+                _Parts(self._slot_re.split(shared.subject)),
+                _Parts(self._slot_re.split(shared.html)),
+                _Parts(self._slot_re.split(shared.text)),
+            )
+            self._cache[key] = entry
+            self.stats["distinct"] += 1
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        if entry.direct:
+            self.stats["direct"] += 1
+            return self._render(selection, values)
+        escaped = {name: str(escape(value)) for name, value in values.items()}
+        filled = RenderedDigest(
+            entry.subject.fill(values).strip(), entry.html.fill(escaped), entry.text.fill(values)
+        )
+        if not entry.verified:
+            direct = self._render(selection, values)
+            entry.verified = True
+            if direct != filled:
+                entry.direct = True
+                self.stats["direct"] += 1
+                return direct
+        self.stats["filled"] += 1
+        return filled
+
+    def web_copy(self, selection: Selection) -> str:
+        """The "view in browser" page: the digest without anyone's name or links."""
+        values = dict.fromkeys(_SLOT_NAMES, "")
+        return self._render(selection, values, web_copy=True).html
+
+    def preview_recipient(self) -> Recipient:
+        """A made-up recipient for previews."""
+        return recipient_for(self.config, 0, "preview@example.invalid", "", None)
