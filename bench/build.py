@@ -3,7 +3,7 @@
 Usage::
 
     python bench/build.py [--sizes 1000,10000] [--keep DIR] [--repeats 3]
-                          [--command "-m publisher build"] [--seed 42]
+                          [--command "-m publisher --config {config} build"] [--seed 42]
 
 ``--command`` takes the interpreter arguments; ``{config}`` in it is replaced by the
 site's config path, otherwise ``--config PATH`` is appended.
@@ -45,7 +45,7 @@ from make_corpus import CONFIG_YAML, CorpusInfo, generate_corpus
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = ".publisher-cache"
 OUTPUT_DIR = "public"  # paths.output in make_corpus.CONFIG_YAML
-DEFAULT_COMMAND = "-m publisher build"
+DEFAULT_COMMAND = "-m publisher --config {config} build"
 
 #: Targets at N = TARGET_N (seconds, seconds, MB).
 TARGET_N = 10_000

@@ -25,7 +25,6 @@ from publisher.output import OutputWriter, safe_join
 from publisher.parallel import map_chunks, worker_count
 from publisher.posts import Post, PostSet, read_body, split_posts
 from publisher.sources import read_posts
-from publisher.templating import environment
 
 __all__ = ["BuildResult", "build", "load_site"]
 
@@ -102,16 +101,23 @@ def _render_posts(
     config: Config, posts: list[Post], cache: BuildCache, parallel: bool
 ) -> tuple[dict[str, Rendered], list[str], int]:
     """Render each of ``posts``, reusing the cache; returns (by id, warnings, count)."""
-    todo = [p for p in posts if _render_key(config, p) not in cache.rendered]
+    rendered: dict[str, Rendered] = {}
+    todo = []
+    for post in posts:
+        body = cache.get_body(_render_key(config, post))
+        if body is None:
+            todo.append(post)
+        else:
+            rendered[post.id] = body
     workers = worker_count(len(todo) * 8) if parallel else 1  # rendering is ~8x parsing
     warnings = []
     for post, (body, warning) in zip(
         todo, map_chunks(partial(_render_chunk, config), todo, workers), strict=True
     ):
-        cache.rendered[_render_key(config, post)] = body
+        cache.put_body(_render_key(config, post), body)
+        rendered[post.id] = body
         if warning:
             warnings.append(warning)
-    rendered = {p.id: cache.rendered[_render_key(config, p)] for p in posts}
     return rendered, warnings, len(todo)
 
 
@@ -136,6 +142,8 @@ def _template_stamp(config: Config, name: str) -> tuple[int, int]:
 
 
 def _index_page(config: Config, scopes: list[Scope]) -> bytes:
+    from publisher.templating import environment  # Jinja2 costs start-up time; rarely needed
+
     env = environment(config.paths.templates)
     feeds = [
         {
@@ -180,7 +188,11 @@ def build(
     started = time.perf_counter()
     settings = _settings_key(config)
     if cache is None or cache.settings != settings:
-        cache = BuildCache.load(config.paths.cache, settings) if use_cache else BuildCache(settings)
+        cache = (
+            BuildCache.load(config.paths.cache, settings)
+            if use_cache
+            else BuildCache(settings=settings)
+        )
     files_before = set(cache.files)
     posts, warnings, stale, parsed = load_site(config, now, cache, keep_last_good, parallel)
     result = BuildResult(posts=posts, warnings=warnings, stale=stale, parsed=parsed)
@@ -226,7 +238,7 @@ def build(
     result.warnings.extend(render_warnings)
     # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
     shown = {_render_key(config, p) for scope in scopes for p in scope.posts}
-    cache.rendered = {k: v for k, v in cache.rendered.items() if k in shown}
+    cache.keep_bodies(shown)
 
     documents: list[tuple[_Output, bytes]] = []
     for output in todo:
@@ -245,7 +257,7 @@ def build(
         changed = result.parsed or result.rendered or set(cache.files) != files_before
         if use_cache and (changed or fingerprints != cache.feeds):
             cache.feeds = fingerprints
-            cache.save(config.paths.cache)
+            cache.save()
         cache.feeds = fingerprints
     result.written = writer.written
     result.unchanged = writer.unchanged

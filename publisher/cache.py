@@ -13,7 +13,9 @@ objects takes, and a cache file cannot run code when it is read.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import marshal
+import os
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ from publisher.posts import Post
 
 __all__ = ["BuildCache", "FileEntry", "entry_from_tuple", "entry_to_tuple"]
 
-_FORMAT = (2, __version__)
+_FORMAT = (3, __version__)
 _NAME = "build.marshal"
 _POST_FIELDS = tuple(f.name for f in fields(Post))
 _DATE_FIELDS = frozenset({"date", "updated"})
@@ -74,6 +76,7 @@ def entry_to_tuple(entry: FileEntry) -> tuple[Any, ...]:
         outcome: tuple[Any, ...] = ("post", _post_to_tuple(result))
     else:
         outcome = ("error", (result.path, result.message, result.line, result.col, result.field))
+    good: tuple[Any, ...] | bool | None
     if entry.last_good is None:
         good = None
     elif entry.last_good is result:
@@ -94,41 +97,89 @@ def entry_from_tuple(values: tuple[Any, ...]) -> FileEntry:
     return FileEntry(mtime_ns, size, digest, result, last_good, saved=values)
 
 
+def _body_name(key: tuple[str, str]) -> str:
+    return hashlib.blake2b("\0".join(key).encode("utf-8"), digest_size=16).hexdigest()
+
+
 @dataclass
 class BuildCache:
-    """Everything a build may reuse from the last one with the same settings."""
+    """Everything a build may reuse from the last one with the same settings.
+
+    Parsed posts and output fingerprints live in one small file that every
+    build reads. Rendered bodies are large and a warm build needs few of them,
+    so each lives in a file of its own under ``bodies/``, read on demand.
+    """
 
     settings: str = ""
     files: dict[str, FileEntry] = field(default_factory=dict)
-    rendered: dict[tuple[str, str], Rendered] = field(default_factory=dict)
     feeds: dict[str, str] = field(default_factory=dict)  # output path -> input fingerprint
+    folder: Path | None = None  # where bodies are read from and saved to; None: memory only
+    _bodies: dict[tuple[str, str], Rendered] = field(default_factory=dict, repr=False)
+    _unsaved: set[tuple[str, str]] = field(default_factory=set, repr=False)
+    _kept: set[str] | None = field(default=None, repr=False)  # body file names to keep
+
+    def get_body(self, key: tuple[str, str]) -> Rendered | None:
+        """The rendered body stored under ``key``, from memory or from its file."""
+        body = self._bodies.get(key)
+        if body is None and self.folder is not None:
+            try:
+                html, summary, flag = marshal.loads(
+                    (self.folder / "bodies" / _body_name(key)).read_bytes()
+                )
+                body = self._bodies[key] = Rendered(html, summary, flag)
+            except (OSError, EOFError, ValueError, TypeError):
+                return None
+        return body
+
+    def put_body(self, key: tuple[str, str], body: Rendered) -> None:
+        self._bodies[key] = body
+        self._unsaved.add(key)
+
+    def keep_bodies(self, keys: set[tuple[str, str]]) -> None:
+        """Forget every body not under one of ``keys`` (in memory now, on disk at save)."""
+        self._bodies = {k: v for k, v in self._bodies.items() if k in keys}
+        self._unsaved &= keys
+        self._kept = {_body_name(k) for k in keys}
 
     @classmethod
     def load(cls, folder: Path, settings: str) -> BuildCache:
         """The cache in ``folder`` if it was made with the same ``settings``, else an empty one."""
         try:
             stored = marshal.loads((folder / _NAME).read_bytes())
-            format_, stored_settings, files, rendered, feeds = stored
+            format_, stored_settings, files, feeds = stored
             if format_ != _FORMAT or stored_settings != settings:
                 # Post URLs, dates and ids depend on the settings: start cold.
-                return cls(settings=settings)
+                return cls(settings=settings, folder=folder)
             return cls(
                 settings=settings,
                 files={source: entry_from_tuple(entry) for source, entry in files.items()},
-                rendered={tuple(key): Rendered(*value) for key, value in rendered},
                 feeds=dict(feeds),
+                folder=folder,
             )
         except (OSError, EOFError, ValueError, TypeError, KeyError):
-            return cls(settings=settings)
+            return cls(settings=settings, folder=folder)
 
-    def save(self, folder: Path) -> None:
-        """Write the cache atomically; a failure to save only costs the next build time."""
+    def save(self) -> None:
+        """Write the cache; a failure to save only costs the next build time.
+
+        Bodies are written without fsync: a torn file fails to load and is
+        simply rendered again, so durability would only cost time.
+        """
+        if self.folder is None:
+            return
         files = {source: entry_to_tuple(entry) for source, entry in self.files.items()}
-        rendered = [
-            (key, (body.html, body.summary, body.had_illegal_chars))
-            for key, body in self.rendered.items()
-        ]
-        data = marshal.dumps((_FORMAT, self.settings, files, rendered, self.feeds))
+        data = marshal.dumps((_FORMAT, self.settings, files, self.feeds))
+        bodies = self.folder / "bodies"
         with contextlib.suppress(OSError):
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write(folder / _NAME, data)
+            bodies.mkdir(parents=True, exist_ok=True)
+            for key in self._unsaved:
+                body = self._bodies[key]
+                tmp = bodies / f".{_body_name(key)}.tmp"
+                tmp.write_bytes(marshal.dumps((body.html, body.summary, body.had_illegal_chars)))
+                os.replace(tmp, bodies / _body_name(key))
+            self._unsaved.clear()
+            if self._kept is not None:
+                for name in os.listdir(bodies):
+                    if name not in self._kept:
+                        (bodies / name).unlink(missing_ok=True)
+            atomic_write(self.folder / _NAME, data)

@@ -16,8 +16,8 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from publisher import __version__
 from publisher.config import Config
@@ -243,4 +243,9 @@ def opml_document(config: Config, scopes: Iterable[Scope]) -> bytes:
 
 
 def _xml_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escape(text, quote=False)
+
+
+def quoteattr(text: str) -> str:
+    """``text`` as a double-quoted XML attribute value."""
+    return '"' + escape(text, quote=True) + '"'

@@ -9,11 +9,9 @@ rebuilds warm, from its cache) always works in one process.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
 
 __all__ = ["map_chunks", "worker_count"]
@@ -27,7 +25,7 @@ MIN_ITEMS_PER_WORKER = 200
 
 def worker_count(items: int) -> int:
     """How many processes are worth using for ``items`` pieces of work."""
-    if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+    if threading.active_count() > 1 or not hasattr(os, "fork"):
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(cores or 1, items // MIN_ITEMS_PER_WORKER))
@@ -40,6 +38,10 @@ def map_chunks(func: Callable[[Sequence[T]], list[R]], items: Sequence[T], worke
     """
     if workers <= 1 or len(items) < 2:
         return func(items)
+    # Imported here: a warm build never forks, and these cost start-up time.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     size = -(-len(items) // workers)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     context = multiprocessing.get_context("fork")
