@@ -82,7 +82,7 @@ def split_matter(data: bytes) -> tuple[bytes, int, int]:
 def _plain(text: str) -> Any:
     if text[0] not in _RESOLVER.yaml_implicit_resolvers:
         return text  # no implicit type starts with this character: a string
-    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text))
 
 
@@ -114,7 +114,8 @@ def _fast_load(text: str) -> dict[str, Any]:
             raise LookupError(line)
         key, value = match.groups()
         if key not in _PLAIN_KEYS:
-            if _RESOLVER.resolve(yaml.ScalarNode, key, (True, False)) != _STR:
+            resolved = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False))  # type: ignore[no-untyped-call]
+            if resolved != _STR:
                 raise LookupError(key)  # keys such as "yes" or "null" are not strings in YAML 1.1
             if len(_PLAIN_KEYS) < 1000:
                 _PLAIN_KEYS.add(key)
