@@ -152,3 +152,6 @@ def main(argv: list[str] | None = None) -> None:
 from publisher.subscribers_cli import subscribers  # noqa: E402  (add, list, remove, import, export)
 
 cli.add_command(subscribers)
+from publisher.digest.cli import digest as digest_group  # noqa: E402  (preview, send, status, resolve)
+
+cli.add_command(digest_group)

@@ -1,0 +1,246 @@
+"""``publisher digest preview|send|status|resolve``: argument handling and printing only.
+
+The work is in :mod:`publisher.digest.send`; heavy imports happen inside the
+commands so that other commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    from publisher.cli import State
+    from publisher.config import Config
+    from publisher.digest.period import Period
+    from publisher.store import Store
+
+__all__ = ["digest"]
+
+
+@click.group()
+def digest() -> None:
+    """Preview, send and inspect the email digest."""
+
+
+def _current_period(config: Config, now: datetime) -> Period:
+    from publisher.digest.period import period_at
+
+    period = period_at(config, now)
+    if period is None:
+        raise PublisherError(f"digest.schedule {config.digest.schedule!r} has not fired yet")
+    return period
+
+
+def _period(config: Config, store: Store, key: str | None, now: datetime) -> Period:
+    """The period named ``key`` (it must have a recorded run), or the current one."""
+    from publisher.digest.period import Period
+
+    if key is None:
+        return _current_period(config, now)
+    run = store.get_run(key)
+    if run is None:
+        raise PublisherError(f"digest {key}: no run recorded for this period")
+    return Period(key, run.due_at.astimezone(config.site.timezone))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on stderr, only for a person watching a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("sending", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield advance
+
+
+@digest.command()
+@click.option("--subscriber", "email", metavar="EMAIL", help="Preview this subscriber's digest.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the HTML (default: digest-preview.html in the site folder).",
+)
+@click.pass_obj
+def preview(state: State, email: str | None, out: Path | None) -> None:
+    """Write the HTML and print the text of the current digest; send and record nothing.
+
+    Without --subscriber, shows the digest of a new subscriber who follows every
+    category. Links carry a fake token, so no secret is needed.
+    """
+    from publisher.digest.send import preview_digest
+    from publisher.output import atomic_write
+    from publisher.store import Store
+
+    config = state.config
+    now = state.clock()
+    if email is None:
+        shown = preview_digest(config, now=now)
+    else:
+        with Store.open(config) as store:
+            shown = preview_digest(config, now=now, store=store, email=email)
+    if shown.rendered is None:
+        click.echo(f"digest {shown.period.key}: nothing new for {shown.email}")
+        sys.exit(0)
+    target = out or config.paths.root / "digest-preview.html"
+    atomic_write(target, shown.rendered.html.encode("utf-8"))
+    click.echo(f"Subject: {shown.rendered.subject}\n")
+    click.echo(shown.rendered.text, nl=False)
+    click.echo(
+        f"digest {shown.period.key}: {shown.posts} posts for {shown.email};"
+        f" HTML written to {target}",
+        err=True,
+    )
+
+
+@digest.command()
+@click.option("--dry-run", is_flag=True, help="Build every message but send and record nothing.")
+@click.option("--period", "key", metavar="KEY", help="Resume an earlier period (e.g. 2026-W48).")
+@click.pass_obj
+def send(state: State, dry_run: bool, key: str | None) -> None:
+    """Send the current period's digest to every subscriber who has something new.
+
+    Safe to run again: nobody gets the same digest twice. Exit 1 if any
+    message failed or is uncertain.
+    """
+    from publisher.backends import make_backend
+    from publisher.digest.send import send_digest
+    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.store import Store
+    from publisher.tokens import load_secret
+
+    config = state.config
+    now = state.clock()
+    secret = load_secret(config)
+    with (
+        StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent"),
+        Store.open(config) as store,
+    ):
+        period = _period(config, store, key, now)
+        backend = make_backend(config)
+        with _progress(sys.stderr.isatty() and not dry_run) as on_progress:
+            if dry_run:
+                report = send_digest(
+                    config, store, backend, now=now, period=period, dry_run=True, secret=secret
+                )
+            else:
+                with backend:
+                    report = send_digest(
+                        config,
+                        store,
+                        backend,
+                        now=now,
+                        period=period,
+                        on_progress=on_progress,
+                        secret=secret,
+                        clock=state.clock,
+                    )
+    for line in report.problems:
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
+@digest.command()
+@click.option("--period", "key", metavar="KEY", help="The period to show (default: current).")
+@click.pass_obj
+def status(state: State, key: str | None) -> None:
+    """Show the send ledger of a period: counts by status, uncertain and failed messages."""
+    from publisher.store import LEDGER_STATUSES, Store
+
+    config = state.config
+    with Store.open(config) as store:
+        key = key or _current_period(config, state.clock()).key
+        run = store.get_run(key)
+        rows = store.ledger(key)
+    if run is None and not rows:
+        click.echo(f"digest {key}: nothing recorded")
+        return
+    zone = config.site.timezone
+    if run is not None:
+        finished = run.finished_at.astimezone(zone).isoformat() if run.finished_at else "-"
+        click.echo(
+            f"digest {key}: run {run.status}, due {run.due_at.astimezone(zone).isoformat()},"
+            f" finished {finished}" + (f" ({run.note})" if run.note else "")
+        )
+    names = {"sending": "uncertain"}
+    counts = ", ".join(
+        f"{names.get(s, s)} {sum(1 for r in rows if r.status == s)}" for s in LEDGER_STATUSES
+    )
+    click.echo(f"messages: {len(rows)} ({counts})")
+    for row in rows:
+        if row.status == "sending":
+            click.echo(
+                f"uncertain: {row.email} (attempts {row.attempts},"
+                f" since {row.updated_at.astimezone(zone).isoformat()}):"
+                f" resolve with: publisher digest resolve {row.email} --period {key}"
+                " --sent|--not-sent"
+            )
+        elif row.status == "failed":
+            click.echo(f"failed: {row.email}: {row.error}")
+        elif row.status == "pending" and row.error:
+            click.echo(f"pending: {row.email}: {row.error}")
+
+
+@digest.command()
+@click.argument("email")
+@click.option("--period", "key", metavar="KEY", help="The digest period (default: current).")
+@click.option(
+    "--sent/--not-sent",
+    "sent",
+    default=None,
+    help="The message did arrive (record it) / did not (send it on the next run).",
+)
+@click.pass_obj
+def resolve(state: State, email: str, key: str | None, sent: bool | None) -> None:
+    """Decide about an uncertain message, after checking whether it arrived."""
+    from publisher.store import Store
+
+    if sent is None:
+        raise click.UsageError("say what happened: --sent or --not-sent")
+    config = state.config
+    now = state.clock()
+    with Store.open(config) as store:
+        key = key or _current_period(config, now).key
+        subscriber = store.get_subscriber(email)
+        if subscriber is None:
+            raise PublisherError(f"{email}: no such subscriber")
+        rows = [r for r in store.ledger(key) if r.subscriber_id == subscriber.id]
+        if not rows:
+            raise PublisherError(f"{email}: no message in digest {key}")
+        row = rows[0]
+        if row.status != "sending":
+            raise PublisherError(
+                f"{email}: the digest {key} message is {row.status}, not uncertain;"
+                " nothing to resolve"
+            )
+        store.resolve(row.id, sent=sent, now=now)
+    if sent:
+        click.echo(f"{email}: digest {key} recorded as sent")
+    else:
+        click.echo(
+            f"{email}: digest {key} will be sent again by: publisher digest send --period {key}"
+        )

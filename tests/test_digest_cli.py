@@ -1,0 +1,132 @@
+"""``publisher digest ...`` end to end: the real command in a subprocess on a temp site."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+import pytest
+
+from publisher.store import Store
+from tests.conftest import Site
+from tests.smtp_server import SmtpServer
+
+NOW = "2025-09-10T00:00:00+00:00"  # the Wednesday after the seed post (2025-W37)
+SECRET = {"PUBLISHER_SECRET": "cli test secret"}
+NO_SECRET = {"PUBLISHER_SECRET": ""}
+
+
+@pytest.fixture
+def mail_site(seed_site: Site) -> Site:
+    seed_site.write_config(
+        digest={"from": "Test Site <news@example.com>", "backend": "outbox"},
+    )
+    with Store.open(seed_site.config()) as store:
+        for name in ("ann", "bob"):
+            store.add_subscriber(f"{name}@example.net", now=datetime(2025, 9, 1, tzinfo=UTC))
+    return seed_site
+
+
+def test_preview_needs_no_secret_and_records_nothing(seed_site: Site) -> None:
+    out = seed_site.root / "preview.html"
+    result = seed_site.run("--now", NOW, "digest", "preview", "--out", str(out), env=NO_SECRET)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Subject: Test Site: 新着記事 1 件 · 2025年9月8日\n\n")
+    assert "MSとAWS、クラウドAI投資競争の最前線" in result.stdout
+    assert "https://example.com/unsubscribe/PREVIEW-not-a-real-token" in result.stdout
+    assert "digest 2025-W37: 1 posts for preview@example.invalid" in result.stderr
+    html = out.read_text("utf-8")
+    assert "MSとAWS、クラウドAI投資競争の最前線" in html and "<table" in html
+    assert not (seed_site.root / "publisher.db").exists()
+    assert not (seed_site.root / "outbox").exists()
+    assert not (seed_site.output / "digests").exists()
+
+
+def test_preview_for_a_subscriber(mail_site: Site) -> None:
+    result = mail_site.run(
+        "--now", NOW, "digest", "preview", "--subscriber", "ann@example.net", env=NO_SECRET
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ann@example.net" in result.stdout
+    assert (mail_site.root / "digest-preview.html").exists()
+    missing = mail_site.run("--now", NOW, "digest", "preview", "--subscriber", "zed@example.net")
+    assert missing.returncode == 2
+    assert missing.stderr == "publisher: zed@example.net: no such subscriber\n"
+
+
+def test_send_without_the_secret_is_one_line_and_exit_2(mail_site: Site) -> None:
+    result = mail_site.run("--now", NOW, "digest", "send", env=NO_SECRET)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("environment variable PUBLISHER_SECRET: is not set")
+    assert not (mail_site.root / "outbox").exists()
+
+
+def test_a_config_value_with_crlf_is_refused(mail_site: Site) -> None:
+    mail_site.write_config(digest={"reply_to": "a@example.com\r\nBcc: victim@example.org"})
+    result = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == "config.yaml: digest.reply_to: must be one line, got "
+        + repr("a@example.com\r\nBcc: victim@example.org")
+        + "\n"
+    )
+
+
+def test_send_to_the_outbox_then_nothing_new(mail_site: Site) -> None:
+    result = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "digest 2025-W37: sent 2, skipped 0, failed 0, uncertain 0\n"
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+    files = sorted((mail_site.root / "outbox").glob("*.eml"))
+    assert len(files) == 2
+    message = message_from_bytes(files[0].read_bytes(), policy=policy.default)
+    assert message["Subject"] == "Test Site: 新着記事 1 件 · 2025年9月8日"
+    assert (mail_site.output / "digests" / "2025-W37.html").exists()
+
+    again = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+    assert again.returncode == 0
+    assert again.stdout == "digest 2025-W37: sent 0, skipped 2, failed 0, uncertain 0\n"
+    assert len(list((mail_site.root / "outbox").glob("*.eml"))) == 2
+
+    status = mail_site.run("--now", NOW, "digest", "status")
+    assert status.returncode == 0
+    assert "digest 2025-W37: run done" in status.stdout
+    assert "messages: 2 (pending 0, uncertain 0, sent 2, failed 0)" in status.stdout
+
+
+def test_dry_run(mail_site: Site) -> None:
+    result = mail_site.run("--now", NOW, "digest", "send", "--dry-run", env=SECRET)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "digest 2025-W37: would send 2, skipped 0, failed 0, uncertain 0\n"
+    assert not (mail_site.root / "outbox").exists()
+    status = mail_site.run("--now", NOW, "digest", "status")
+    assert status.stdout == "digest 2025-W37: nothing recorded\n"
+
+
+def test_a_refused_recipient_exits_1_and_shows_in_status(
+    mail_site: Site, smtp_server: SmtpServer
+) -> None:
+    mail_site.write_config(digest={"backend": "smtp"}, smtp=smtp_server.config())
+    smtp_server.behave("550", recipient="bob@example.net")
+    result = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+    assert result.returncode == 1
+    assert result.stdout == "digest 2025-W37: sent 1, skipped 0, failed 1, uncertain 0\n"
+    assert result.stderr.startswith("bob@example.net: failed: bob@example.net: 550 5.1.1")
+    assert [m.rcpt_tos for m in smtp_server.messages] == [("ann@example.net",)]
+    status = mail_site.run("--now", NOW, "digest", "status", "--period", "2025-W37")
+    assert "messages: 2 (pending 0, uncertain 0, sent 1, failed 1)" in status.stdout
+    assert "failed: bob@example.net: bob@example.net: 550 5.1.1 No such user here" in status.stdout
+
+
+def test_resolve_refuses_a_message_that_is_not_uncertain(mail_site: Site) -> None:
+    mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+    result = mail_site.run(
+        "--now", NOW, "digest", "resolve", "ann@example.net", "--period", "2025-W37", "--sent"
+    )
+    assert result.returncode == 2
+    assert "is sent, not uncertain; nothing to resolve" in result.stderr
+    usage = mail_site.run("--now", NOW, "digest", "resolve", "ann@example.net")
+    assert usage.returncode == 2 and "--sent or --not-sent" in usage.stderr
