@@ -215,7 +215,9 @@ def send_digest(
             dry_run,
             on_progress,
         )
-    if not dry_run and (run is None or run.status == "running" or todo):
+    # A run left "failed" (something was owed) is brought up to date even when this
+    # call had nothing to send: a resolved uncertain message may have settled it.
+    if not dry_run and (run is None or run.status not in ("done", "skipped") or todo):
         _finish(store, key, report, tick)
     return report
 
