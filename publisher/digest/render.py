@@ -394,7 +394,9 @@ class DigestRenderer:
         key = (selection.key, bool(recipient.name))
         entry = self._cache.get(key)
         if entry is None:
-            shared = self._render(selection, self._slots)
+            # An empty name stays empty: templates test it ({% if subscriber.name %}).
+            slots = self._slots if recipient.name else {**self._slots, "name": ""}
+            shared = self._render(selection, slots)
             entry = _Entry(
                 _Parts(self._slot_re.split(shared.subject)),
                 _Parts(self._slot_re.split(shared.html)),
