@@ -129,7 +129,7 @@ def _unsubscribe_links(config: Config, recipient: Recipient) -> list[str]:
 
 def _fold(name: str, value: str) -> str:
     """``value`` folded and RFC 2047-encoded as header ``name`` carries it, without the name."""
-    line = POLICY.header_factory(name, value).fold(policy=POLICY)
+    line: str = POLICY.header_factory(name, value).fold(policy=POLICY)
     return line[len(name) + 2 : -len(POLICY.linesep)]
 
 
