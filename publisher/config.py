@@ -404,9 +404,28 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
     r.finish()
     top.finish()
 
+    config = Config(site, paths, feeds, permalink, digest, smtp, store, server)
+    if digest.schedule != DigestConfig.schedule:
+        problems.extend(_schedule_problems(config))
     if problems:
         raise ConfigError(problems, source)
-    return Config(site, paths, feeds, permalink, digest, smtp, store, server)
+    return config
+
+
+def _schedule_problems(config: Config) -> list[str]:
+    """``digest.schedule`` read exactly as the digest and the scheduler will read it.
+
+    Checked here so that ``publisher check`` and a config reload in ``publisher
+    run`` refuse a bad crontab line before it is used; imported late because
+    APScheduler costs a tenth of a second that most builds do not need.
+    """
+    from publisher.digest.period import schedule_trigger
+
+    try:
+        schedule_trigger(config)
+    except ConfigError as exc:
+        return exc.problems
+    return []
 
 
 def load_config(path: Path | None = None) -> Config:
