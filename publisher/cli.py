@@ -109,9 +109,19 @@ def _report_build(result: Any, verb: str) -> None:
 def build(state: State, no_cache: bool) -> None:
     """Write every feed under the output folder. Exit 1 if any post was rejected."""
     from publisher.build import build as run_build
+    from publisher.status import record_build, record_failed_build
 
-    result = run_build(state.config, now=state.clock(), use_cache=not no_cache)
+    config, now = state.config, state.clock()
+    try:
+        result = run_build(config, now=now, use_cache=not no_cache)
+    except Exception as exc:
+        # `publisher status` shows the last build, whoever ran it (cron, systemd, a person).
+        record_failed_build(config, str(exc) or type(exc).__name__, now=now, by="build")
+        raise
+    problem = record_build(config, result, now=now, by="build")
     _report_build(result, "built")
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
     sys.exit(EXIT_REJECTED if result.errors else EXIT_OK)
 
 
@@ -149,6 +159,10 @@ def main(argv: list[str] | None = None) -> None:
 # Command groups that live in their own modules register here, one line each.
 # Their modules import their heavy dependencies inside the commands, so that
 # `publisher build` starts fast.
+from publisher.run_cli import COMMANDS as RUN_COMMANDS  # noqa: E402  (run, status)
+
+for _command in RUN_COMMANDS:
+    cli.add_command(_command)
 from publisher.subscribers_cli import subscribers  # noqa: E402  (add, list, remove, import, export)
 
 cli.add_command(subscribers)
