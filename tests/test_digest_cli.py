@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import subprocess
+import sys
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 import pytest
 
 from publisher.store import Store
-from tests.conftest import Site
+from tests.conftest import REPO, Site
 from tests.smtp_server import SmtpServer
 
 NOW = "2025-09-10T00:00:00+00:00"  # the Wednesday after the seed post (2025-W37)
@@ -130,3 +134,48 @@ def test_resolve_refuses_a_message_that_is_not_uncertain(mail_site: Site) -> Non
     assert "is sent, not uncertain; nothing to resolve" in result.stderr
     usage = mail_site.run("--now", NOW, "digest", "resolve", "ann@example.net")
     assert usage.returncode == 2 and "--sent or --not-sent" in usage.stderr
+
+
+def test_send_and_resolve_wait_for_a_send_in_progress(mail_site: Site) -> None:
+    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+
+    with StateLock(lock_path(mail_site.config(), DIGEST_LOCK)):
+        send = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+        resolve = mail_site.run("--now", NOW, "digest", "resolve", "ann@example.net", "--not-sent")
+    assert send.returncode == 2
+    assert send.stderr == f"publisher: a digest is being sent (pid {os.getpid()})\n"
+    assert resolve.returncode == 2
+    assert resolve.stderr.startswith("publisher: a digest is being sent; resolve after it")
+    assert not (mail_site.root / "outbox").exists()
+
+
+def test_progress_bar_only_on_a_terminal(mail_site: Site) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "publisher", "--now", NOW, "digest", "send"],
+            cwd=mail_site.root,
+            env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm", **SECRET},
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0
+    assert result.stdout == b"digest 2025-W37: sent 2, skipped 0, failed 0, uncertain 0\n"
+    assert b"sending" in shown and b"2/2" in shown

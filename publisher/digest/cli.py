@@ -217,13 +217,19 @@ def status(state: State, key: str | None) -> None:
 @click.pass_obj
 def resolve(state: State, email: str, key: str | None, sent: bool | None) -> None:
     """Decide about an uncertain message, after checking whether it arrived."""
+    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
 
     if sent is None:
         raise click.UsageError("say what happened: --sent or --not-sent")
     config = state.config
     now = state.clock()
-    with Store.open(config) as store:
+    # While a send runs, a message in "sending" may just be on its way: not a
+    # question for the operator yet.
+    with (
+        StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent; resolve after it"),
+        Store.open(config) as store,
+    ):
         key = key or _current_period(config, now).key
         subscriber = store.get_subscriber(email)
         if subscriber is None:
