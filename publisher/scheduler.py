@@ -355,7 +355,7 @@ class Runner:
             old.store,
         )
         if self.digests and digest_changed and self.scheduler.running:
-            self._plan_digests(catch_up=True)
+            self.plan_digests(catch_up=True)
             notes.append("digest schedule re-planned")
         log_job(
             "config",
@@ -367,7 +367,12 @@ class Runner:
 
     # --- digests --------------------------------------------------------------------------
 
-    def _plan_digests(self, *, catch_up: bool) -> None:
+    def plan_digests(self, *, catch_up: bool) -> None:
+        """(Re)plan the cron job of ``digest.schedule``, and with ``catch_up`` a check at once.
+
+        The check decides about the latest period from the store, so that a start
+        after downtime, or a new schedule, neither misses nor repeats a digest.
+        """
         from publisher.digest.period import schedule_trigger
 
         self.scheduler.add_job(
@@ -438,6 +443,16 @@ class Runner:
                 time.perf_counter() - started,
                 f"{exc}; leaving it to that process ({trigger})",
                 level=logging.WARNING,
+            )
+        except ConfigError as exc:
+            # Most often a site that only wants feeds: say how to turn digests off.
+            log_job(
+                "digest",
+                "failed",
+                time.perf_counter() - started,
+                "; ".join(str(exc).splitlines())
+                + f" (to only build feeds: publisher run --no-digest) ({trigger})",
+                level=logging.ERROR,
             )
         except PublisherError as exc:
             log_job(
@@ -567,7 +582,7 @@ class Runner:
         """Build once, plan every job, start the scheduler and the watchers."""
         self.rebuild("build", "start")
         if self.digests:
-            self._plan_digests(catch_up=True)
+            self.plan_digests(catch_up=True)
         # Wake at least once a minute: APScheduler sleeps on a monotonic clock that
         # stands still while the machine is suspended, so a due job would wait on.
         self.scheduler.add_job(_noop, IntervalTrigger(minutes=1), id="heartbeat")

@@ -351,8 +351,15 @@ def test_an_edited_schedule_sends_nothing_more_in_the_same_week(
     assert len(backend.messages) == 1
 
     mailing.post("2026-11-24-tuesday.md", "title: Tuesday\ndate: 2026-11-24 09:00")
+    runner.plan_digests(catch_up=False)
     mailing.write_config(digest={"schedule": "0 18 * * wed"})
     assert runner.reload_config()
+    # The cron job follows the new schedule, and a check of the period is queued.
+    assert "day_of_week='wed', hour='18', minute='0'" in str(
+        runner.scheduler.get_job("digest").trigger
+    )
+    assert runner.scheduler.get_job("digest-catch-up") is not None
+    assert log.find(r"^config reloaded in .*: digest schedule re-planned$")
     clock.now = datetime(2026, 11, 25, 18, tzinfo=TOKYO)  # Wednesday of the same ISO week
     assert action(runner, "schedule") == "nothing"
     assert len(backend.messages) == 1
@@ -385,3 +392,16 @@ def test_the_fall_back_night_fires_twice_and_sends_once(
     assert "Saturday" in text_of(backend.messages[0])
     assert "Between" not in text_of(backend.messages[0])
     assert "Between" in text_of(backend.messages[1])
+
+
+def test_a_digest_that_cannot_be_sent_is_logged_with_the_way_out_and_records_nothing(
+    site: Site, log: Log, runners: list[Runner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUBLISHER_SECRET", "scheduler test secret")
+    backend = MemoryBackend()
+    runner = start(runners, site.config(), Clock(DUE), backend_factory=lambda _c: backend)
+    assert runner.digest_job("schedule") is None  # no digest.from configured
+    [line] = log.find(r"^error: digest failed")
+    assert "digest.from: is required" in line
+    assert line.endswith("(to only build feeds: publisher run --no-digest) (schedule)")
+    assert run_of(site, "2026-W48") is None  # nothing half-started to resume later
