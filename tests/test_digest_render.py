@@ -76,6 +76,8 @@ def test_html_is_an_email_layout(seed_site: Site) -> None:
     assert "prefers-color-scheme: dark" in styles
     assert "max-width: 620px" in styles
     assert ".post-excerpt {" not in styles.split("@media")[0]
+    # Outlook's conditional comments survive the inlining.
+    assert "<!--[if mso]>" in html and "<![endif]-->" in html
     # The charset comes before the style block, within the first kilobyte.
     assert html.index('<meta charset="utf-8">') < 1024
     # A hidden preheader opens the body with the post titles.
