@@ -152,7 +152,8 @@ def publish_plan(scheduled: Sequence[Post]) -> PublishPlan | None:
     return PublishPlan(when, tuple(post.source for post in scheduled if post.date == when))
 
 
-RETRY_EVERY = timedelta(minutes=15)
+RETRY_EVERY = timedelta(minutes=15)  # after a server deferred some messages
+BUSY_RETRY = timedelta(minutes=5)  # after finding another process sending a digest
 
 
 def retry_time(
@@ -329,9 +330,7 @@ class Runner:
         started = time.perf_counter()
         source = self.config.source
         try:
-            new = load_config(source)
-            if self.digests:
-                _check_schedule(new)
+            new = load_config(source)  # digest.schedule is checked there too
         except ConfigError as exc:
             log_job(
                 "config",
@@ -437,13 +436,17 @@ class Runner:
                     self._send(config, store, period, decision, trigger, now, started)
                 return decision
         except LockError as exc:
+            # Another process (a `publisher digest send`) is at it. Look again later:
+            # it may finish the period, or it may have been a dry run.
+            again = now + BUSY_RETRY
             log_job(
                 "digest",
                 "busy",
                 time.perf_counter() - started,
-                f"{exc}; leaving it to that process ({trigger})",
+                f"{exc}; looking again at {again.isoformat(timespec='seconds')} ({trigger})",
                 level=logging.WARNING,
             )
+            self._plan_retry(again)
         except ConfigError as exc:
             # Most often a site that only wants feeds: say how to turn digests off.
             log_job(
@@ -567,14 +570,19 @@ class Runner:
         for problem in report.problems:
             self.log.warning("%s", problem)
         if retry is not None:
-            self.scheduler.add_job(
-                self.digest_job,
-                DateTrigger(retry),
-                args=("retry",),
-                id="digest-retry",
-                executor=_DIGEST_EXECUTOR,
-                replace_existing=True,
-            )
+            self._plan_retry(retry)
+
+    def _plan_retry(self, when: datetime) -> None:
+        if self.stop_event.is_set():
+            return
+        self.scheduler.add_job(
+            self.digest_job,
+            DateTrigger(when),
+            args=("retry",),
+            id="digest-retry",
+            executor=_DIGEST_EXECUTOR,
+            replace_existing=True,
+        )
 
     # --- the process ----------------------------------------------------------------------
 
@@ -630,12 +638,6 @@ def _make_backend(config: Config) -> Backend:
 
 def _noop() -> None:
     """The heartbeat job: its only effect is to wake the scheduler."""
-
-
-def _check_schedule(config: Config) -> None:
-    from publisher.digest.period import schedule_trigger
-
-    schedule_trigger(config)
 
 
 def _relative(path: str | Path, root: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ import pytest
 from publisher.backends import Backend, MemoryBackend
 from publisher.config import Config
 from publisher.errors import TemporarySendError
+from publisher.lock import DIGEST_LOCK, StateLock, lock_path
 from publisher.runlog import LOGGER_NAME, setup_logging
 from publisher.scheduler import Runner
 from publisher.status import read_status
@@ -405,3 +407,23 @@ def test_a_digest_that_cannot_be_sent_is_logged_with_the_way_out_and_records_not
     assert "digest.from: is required" in line
     assert line.endswith("(to only build feeds: publisher run --no-digest) (schedule)")
     assert run_of(site, "2026-W48") is None  # nothing half-started to resume later
+
+
+def test_a_digest_another_process_is_sending_is_looked_at_again_later(
+    mailing: Site, log: Log, runners: list[Runner]
+) -> None:
+    backend = MemoryBackend()
+    clock = Clock(DUE)
+    config = mailing.config()
+    runner = start(runners, config, clock, backend_factory=lambda _c: backend)
+    with StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent"):
+        assert runner.digest_job("schedule") is None
+    assert backend.messages == []
+    [line] = log.find(r"^warning: digest busy in ")
+    assert re.search(rf"a digest is being sent \(pid {os.getpid()}\); looking again at ", line)
+    retry = runner.scheduler.get_job("digest-retry")
+    assert retry.next_run_time == DUE + timedelta(minutes=5)
+
+    clock.now = retry.next_run_time
+    retry.func(*retry.args)
+    assert recipients(backend) == ["reader@example.org"]
