@@ -355,6 +355,86 @@ def _run(row: sa.Row[Any]) -> DigestRun:
     )
 
 
+# --- statements of the hot path ----------------------------------------------------------
+# A send run executes these once or twice per message. Built once here, they
+# skip SQLAlchemy's per-call statement construction, which costs more than the
+# database work itself.
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A ledger status change, allowed only from some statuses."""
+
+    statement: sa.Update
+    allowed: tuple[str, ...]
+    action: str  # for the error message: "cannot <action> a message that is <status>"
+    returns_row: bool  # the statement returns the row it moved
+    takes_error: bool  # the statement sets the error column from :error
+
+
+def _move(
+    allowed: tuple[str, ...], action: str, *, returning: bool = False, **values: Any
+) -> _Move:
+    where = (_ledger.c.id == sa.bindparam("row_id")) & _ledger.c.status.in_(allowed)
+    statement = _ledger.update().where(where).values(**values)
+    if returning:
+        # RETURNING (SQLite 3.35+, PostgreSQL) saves reading the row again.
+        statement = statement.returning(
+            _ledger.c.subscriber_id, _ledger.c.post_ids, _ledger.c.digest
+        )
+    # An extra parameter named after a column would become one more SET clause,
+    # so :error is passed only to the statements that set it.
+    takes_error = isinstance(values.get("error"), sa.BindParameter)
+    return _Move(statement, allowed, action, returning, takes_error)
+
+
+def _now() -> sa.BindParameter[datetime]:
+    return sa.bindparam("now", type_=_UtcDateTime())
+
+
+_TO_SENDING = _move(
+    ("pending",),
+    "start sending",
+    status="sending",
+    attempts=_ledger.c.attempts + 1,
+    updated_at=_now(),
+)
+_sent_at = _now()
+_TO_SENT = _move(
+    ("sending",),
+    "mark as sent",
+    returning=True,
+    status="sent",
+    error="",
+    sent_at=_sent_at,
+    updated_at=_sent_at,
+)
+_TO_FAILED = _move(
+    ("pending", "sending"),
+    "mark as failed",
+    status="failed",
+    error=sa.bindparam("error"),
+    updated_at=_now(),
+)
+_TO_PENDING = _move(
+    ("sending", "pending"),
+    "return to pending",
+    status="pending",
+    error=sa.bindparam("error"),
+    updated_at=_now(),
+)
+_RESOLVED_UNSENT = _move(
+    ("sending",), "resolve", status="pending", error="resolved as not sent", updated_at=_now()
+)
+_ROW_STATUS = sa.select(_ledger.c.status).where(_ledger.c.id == sa.bindparam("row_id"))
+_DELIVERED = sa.select(_deliveries.c.post_id).where(
+    _deliveries.c.subscriber_id == sa.bindparam("subscriber_id")
+)
+_DELIVERED_AMONG = _DELIVERED.where(
+    _deliveries.c.post_id.in_(sa.bindparam("post_ids", expanding=True))
+)
+
+
 # --- the store ----------------------------------------------------------------------------
 
 
@@ -713,25 +793,28 @@ class Store:
     def _transition(
         self,
         conn: Connection,
+        move: _Move,
         row_id: int,
-        allowed: Sequence[str],
-        values: dict[str, Any],
-        action: str,
-    ) -> None:
+        now: datetime,
+        error: str = "",
+    ) -> sa.Row[Any] | None:
         """Move a row on, only from an allowed status: the check and the write are one step."""
-        result = conn.execute(
-            _ledger.update()
-            .where((_ledger.c.id == row_id) & _ledger.c.status.in_(allowed))
-            .values(**values)
-        )
-        if result.rowcount == 1:
-            return
-        status = conn.execute(sa.select(_ledger.c.status).where(_ledger.c.id == row_id)).scalar()
+        params: dict[str, Any] = {"row_id": row_id, "now": now}
+        if move.takes_error:
+            params["error"] = error
+        result = conn.execute(move.statement, params)
+        if move.returns_row:
+            moved = result.first()
+            if moved is not None:
+                return moved
+        elif result.rowcount == 1:
+            return None
+        status = conn.execute(_ROW_STATUS, {"row_id": row_id}).scalar()
         if status is None:
             raise StoreError(f"ledger row {row_id}: not found")
         raise StoreError(
-            f"ledger row {row_id}: cannot {action} a message that is {status}"
-            f" (only when {' or '.join(allowed)})"
+            f"ledger row {row_id}: cannot {move.action} a message that is {status}"
+            f" (only when {' or '.join(move.allowed)})"
         )
 
     def mark_sending(self, row_id: int, *, now: datetime) -> None:
@@ -740,39 +823,20 @@ class Store:
         The claim is what stops two processes from sending the same message.
         """
         with self._tx(write=True) as conn:
-            self._transition(
-                conn,
-                row_id,
-                ("pending",),
-                {"status": "sending", "attempts": _ledger.c.attempts + 1, "updated_at": now},
-                "start sending",
-            )
+            self._transition(conn, _TO_SENDING, row_id, now)
 
     def _deliver(self, conn: Connection, row_id: int, now: datetime) -> None:
-        self._transition(
-            conn,
-            row_id,
-            ("sending",),
-            {"status": "sent", "error": "", "sent_at": now, "updated_at": now},
-            "mark as sent",
-        )
-        row = conn.execute(
-            sa.select(_ledger.c.subscriber_id, _ledger.c.post_ids, _ledger.c.digest).where(
-                _ledger.c.id == row_id
-            )
-        ).one()
-        wanted = set(row.post_ids)
-        if not wanted:
+        row = self._transition(conn, _TO_SENT, row_id, now)
+        assert row is not None  # _TO_SENT returns the row it moved
+        post_ids = list(dict.fromkeys(row.post_ids))
+        if not post_ids:
             return
         have = set(
             conn.execute(
-                sa.select(_deliveries.c.post_id).where(
-                    (_deliveries.c.subscriber_id == row.subscriber_id)
-                    & _deliveries.c.post_id.in_(wanted)
-                )
+                _DELIVERED_AMONG, {"subscriber_id": row.subscriber_id, "post_ids": post_ids}
             ).scalars()
         )
-        missing = [p for p in row.post_ids if p not in have]
+        missing = [p for p in post_ids if p not in have]
         if missing:
             conn.execute(
                 _deliveries.insert(),
@@ -783,7 +847,7 @@ class Store:
                         "digest": row.digest,
                         "delivered_at": now,
                     }
-                    for post_id in dict.fromkeys(missing)
+                    for post_id in missing
                 ],
             )
 
@@ -795,24 +859,12 @@ class Store:
     def mark_failed(self, row_id: int, error: str, *, now: datetime) -> None:
         """A permanent failure for this recipient; the row is never retried."""
         with self._tx(write=True) as conn:
-            self._transition(
-                conn,
-                row_id,
-                ("pending", "sending"),
-                {"status": "failed", "error": error, "updated_at": now},
-                "mark as failed",
-            )
+            self._transition(conn, _TO_FAILED, row_id, now, error)
 
     def mark_pending(self, row_id: int, error: str, *, now: datetime) -> None:
         """A temporary failure: the message was certainly not delivered; retry later."""
         with self._tx(write=True) as conn:
-            self._transition(
-                conn,
-                row_id,
-                ("sending", "pending"),
-                {"status": "pending", "error": error, "updated_at": now},
-                "return to pending",
-            )
+            self._transition(conn, _TO_PENDING, row_id, now, error)
 
     def resolve(self, row_id: int, *, sent: bool, now: datetime) -> None:
         """An operator's verdict on an uncertain ``sending`` row.
@@ -824,24 +876,12 @@ class Store:
             if sent:
                 self._deliver(conn, row_id, now)
             else:
-                self._transition(
-                    conn,
-                    row_id,
-                    ("sending",),
-                    {"status": "pending", "error": "resolved as not sent", "updated_at": now},
-                    "resolve",
-                )
+                self._transition(conn, _RESOLVED_UNSENT, row_id, now)
 
     def delivered_post_ids(self, subscriber_id: int) -> set[str]:
         """Every post already delivered to this subscriber by any digest."""
         with self._tx() as conn:
-            return set(
-                conn.execute(
-                    sa.select(_deliveries.c.post_id).where(
-                        _deliveries.c.subscriber_id == subscriber_id
-                    )
-                ).scalars()
-            )
+            return set(conn.execute(_DELIVERED, {"subscriber_id": subscriber_id}).scalars())
 
     # --- digest runs -----------------------------------------------------------------------
 
