@@ -20,6 +20,7 @@ import csv
 import io
 import re
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -184,6 +185,11 @@ def _reject(message: str) -> None:
     fail(message, EXIT_REJECTED)
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
 def _describe(subscriber: Subscriber) -> str:
     cats = ", ".join(subscriber.categories) if subscriber.categories else "all categories"
     return f"{subscriber.email} ({subscriber.status}; {cats})"
@@ -248,9 +254,9 @@ def list_(state: State, status: str | None) -> None:
     ]
     if rows:
         table = [("EMAIL", "NAME", "STATUS", "CATEGORIES", "ADDED"), *rows]
-        widths = [max(len(r[i]) for r in table) for i in range(4)]
+        widths = [max(_width(r[i]) for r in table) for i in range(4)]
         for row in table:
-            cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+            cells = [c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=False)]
             click.echo("  ".join([*cells, row[4]]))
     counts = {
         s: sum(1 for r in found if r.status == s) for s in ("active", "pending", "unsubscribed")

@@ -51,6 +51,16 @@ def test_add_list_remove(site: Site) -> None:
     assert emails(site) == [("bob@example.com", "", (), "pending")]
 
 
+def test_list_lines_up_japanese_names(site: Site) -> None:
+    run(site, "add", "taro@example.jp", "--name", "山田太郎", "--category", "技術")
+    run(site, "add", "ann@example.com", "--name", "Ann")
+    assert run(site, "list")[1].splitlines()[:3] == [
+        "EMAIL            NAME      STATUS  CATEGORIES  ADDED",
+        "taro@example.jp  山田太郎  active  技術        2026-01-02",
+        "ann@example.com  Ann       active  (all)       2026-01-02",
+    ]
+
+
 def test_list_of_nobody(site: Site) -> None:
     assert run(site, "list") == (0, "0 subscribers\n", "")
 
