@@ -224,6 +224,9 @@ class SmtpBackend:
                 conn.ehlo()
             if self._credentials is not None:
                 self._login(conn, *self._credentials)
+            # smtplib looks the host name up (a DNS query) for every connection;
+            # once per backend is enough.
+            self._local_hostname = conn.local_hostname
             return conn
         except BaseException as exc:
             if conn is not None:
