@@ -144,7 +144,7 @@ class SmtpBackend:
 
     def __enter__(self) -> SmtpBackend:
         """Connect (with retries) so that a wrong host, TLS or login fails before any send."""
-        last = ""
+        last = _Retry("no attempt made")
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
                 self._sleep(self._delay(attempt))
@@ -152,11 +152,11 @@ class SmtpBackend:
                 self._connection()
                 return self
             except _Retry as exc:
-                last = exc.message
+                last = exc
         raise TemporarySendError(
-            f"smtp: cannot connect to {self.where}: {last}"
+            f"smtp: cannot connect to {self.where}: {last.message}"
             f" (after {self.settings.max_retries + 1} attempts)"
-        )
+        ) from last
 
     def __exit__(
         self,
@@ -302,7 +302,7 @@ class SmtpBackend:
             options.append("SMTPUTF8")
         block = _data_block(data)
         who = ", ".join(recipients)
-        last = ""
+        last = _Retry("no attempt made")
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
                 self._sleep(self._delay(attempt))
@@ -311,8 +311,10 @@ class SmtpBackend:
                 self._transaction(sender, recipients, options, block, who)
                 return
             except _Retry as exc:
-                last = exc.message
-        raise TemporarySendError(f"{who}: {last} (after {self.settings.max_retries + 1} attempts)")
+                last = exc
+        raise TemporarySendError(
+            f"{who}: {last.message} (after {self.settings.max_retries + 1} attempts)"
+        ) from last
 
     def _call(self, what: str, command: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
         """Run one command whose failure means the message was certainly not taken."""
