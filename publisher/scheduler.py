@@ -587,7 +587,9 @@ class Runner:
     # --- the process ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Build once, plan every job, start the scheduler and the watchers."""
+        """Watch, build once, plan every job and start the scheduler."""
+        # Watch first: a save made during the first build then causes a second one.
+        watching = self.watcher.start()
         self.rebuild("build", "start")
         if self.digests:
             self.plan_digests(catch_up=True)
@@ -595,14 +597,15 @@ class Runner:
         # stands still while the machine is suspended, so a due job would wait on.
         self.scheduler.add_job(_noop, IntervalTrigger(minutes=1), id="heartbeat")
         self.scheduler.start()
-        self.watcher.start()
         next_digest = self.next_digest()
         self.log.info(
             "publisher run started: watching %s; next digest %s; next scheduled post %s",
-            ", ".join(str(p) for p in _watched(self.config)),
+            ", ".join(_watched(self.config)),
             next_digest.astimezone(self.config.site.timezone).isoformat() if next_digest else "-",
             self.publishing.when.isoformat() if self.publishing else "-",
         )
+        if not watching:
+            self.log.warning("the file watches are slow to start; saves may be noticed late")
 
     def stop(self) -> None:
         """Stop watching, let running jobs finish (a digest stops after its current message)."""

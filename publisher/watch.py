@@ -29,6 +29,7 @@ from publisher.config import Config
 from publisher.posts import is_post_file
 
 __all__ = [
+    "IDLE_MS",
     "MAX_BATCH_MS",
     "SETTLE_MS",
     "Batch",
@@ -44,6 +45,9 @@ SETTLE_MS = 200
 # A burst that never pauses (a large checkout or copy) is still handed over
 # this often, so the feeds do not wait for it forever.
 MAX_BATCH_MS = 10_000
+# How long an idle watch waits before reporting "nothing yet"; only its first
+# report matters (the watches are in place), so this is about start-up time.
+IDLE_MS = 500
 
 _TEMP_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".tmp", ".bak", ".part", ".crdownload")
 
@@ -141,8 +145,8 @@ class _Either:
 class Watcher:
     """Runs the watchers in threads and hands each settled, relevant burst to ``on_batch``.
 
-    ``config`` is asked again whenever the watchers start, so a config reload
-    that moves the posts folder takes effect after :meth:`retarget`.
+    ``config`` is asked again whenever the watches are (re)started, so a config
+    reload that moves the posts folder takes effect after :meth:`replan`.
     """
 
     def __init__(
@@ -157,13 +161,20 @@ class Watcher:
         self._stop = stop
         self._log = log
         self._retarget = threading.Event()
+        self._ready = threading.Event()
         self._threads: list[threading.Thread] = []
         self.targets: Targets | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10.0) -> bool:
+        """Start watching and return once every watch is in place (False if that took too long).
+
+        Saves made before the watches exist would go unseen, so "started" must
+        mean "watching".
+        """
         thread = threading.Thread(target=self._loop, name="publisher-watch", daemon=True)
         thread.start()
         self._threads.append(thread)
+        return self._ready.wait(timeout)
 
     def join(self, timeout: float | None = None) -> None:
         for thread in self._threads:
@@ -179,25 +190,28 @@ class Watcher:
             self._retarget.clear()
             self.targets = targets = watch_targets(self._config())
             watches = [
-                (paths, deep)
+                (paths, deep, threading.Event())
                 for paths, deep in ((targets.recursive, True), (targets.shallow, False))
                 if paths
             ]
             threads = [
                 threading.Thread(
-                    target=self._watch, args=(paths, deep), name="publisher-watch", daemon=True
+                    target=self._watch, args=watch, name="publisher-watch", daemon=True
                 )
-                for paths, deep in watches
+                for watch in watches
             ]
             for thread in threads:
                 thread.start()
+            for _paths, _deep, armed in watches:
+                armed.wait(10.0)
+            self._ready.set()
             for thread in threads:
                 thread.join()
             if self._retarget.is_set() and not self._stop.is_set():
                 # Saves made while the watches moved were not seen: rebuild once to be sure.
                 self._on_batch(Batch({"posts"}, []))
 
-    def _watch(self, paths: tuple[Path, ...], recursive: bool) -> None:
+    def _watch(self, paths: tuple[Path, ...], recursive: bool, armed: threading.Event) -> None:
         stop = _Either(self._stop, self._retarget)
         while not stop.is_set():
             try:
@@ -210,12 +224,20 @@ class Watcher:
                     recursive=recursive,
                     raise_interrupt=False,
                     ignore_permission_denied=True,
+                    # An empty set every IDLE_MS when nothing happens: the first one
+                    # tells that the watches are in place.
+                    rust_timeout=IDLE_MS,
+                    yield_on_timeout=True,
                 ):
+                    armed.set()
+                    if not changes:
+                        continue
                     batch = summarise(self._config(), (path for _change, path in changes))
                     if batch.kinds:
                         self._on_batch(batch)
             except Exception as exc:
                 # A watched folder removed under us, or inotify out of watches: say so,
                 # wait a moment and watch again rather than going deaf.
+                armed.set()
                 self._log.error("watch %s failed: %s", ", ".join(map(str, paths)), exc)
                 self._stop.wait(2.0)

@@ -90,8 +90,9 @@ def start(
     return running.started()
 
 
-def wait_for_feed(site: Site, check: Callable[[list[str]], bool], deadline: float) -> float:
+def wait_for_feed(running: Running, check: Callable[[list[str]], bool], deadline: float) -> float:
     """Poll the Atom feed until ``check(titles)`` holds; returns how long it took."""
+    site = running.site
     began = time.monotonic()
     feed = site.output / "atom.xml"
     while True:
@@ -101,7 +102,9 @@ def wait_for_feed(site: Site, check: Callable[[list[str]], bool], deadline: floa
             titles = []
         if check(titles):
             return time.monotonic() - began
-        assert time.monotonic() - began < deadline, f"feed not updated in {deadline}s: {titles}"
+        assert time.monotonic() - began < deadline, (
+            f"feed not updated in {deadline}s: {titles}; the log says:\n{running.log}"
+        )
         time.sleep(0.02)
 
 
@@ -127,10 +130,10 @@ def test_a_vim_save_reaches_the_feed_quickly_and_a_broken_post_keeps_its_last_ve
 ) -> None:
     post = site.post("2026-01-01-hello.md", "title: Hello\ndate: 2026-01-01 09:00")
     running = start(launch, site, "--no-digest")
-    wait_for_feed(site, lambda titles: titles == ["Hello"], deadline=10)
+    wait_for_feed(running, lambda titles: titles == ["Hello"], deadline=10)
 
     vim_save(post, post_text("Hello, edited", "2026-01-01 09:00"))
-    took = wait_for_feed(site, lambda titles: titles == ["Hello, edited"], deadline=2)
+    took = wait_for_feed(running, lambda titles: titles == ["Hello, edited"], deadline=2)
     print(f"save to new feed: {took:.3f}s")
 
     vim_save(post, post_text("[Hello", "2026-01-01 09:00"))
@@ -194,7 +197,7 @@ def test_a_future_post_appears_at_its_time_in_the_running_process(
     running = start(launch, site, "--no-digest")
     assert [e.title for e in feedparser.parse(site.output / "atom.xml").entries] == ["Hello"]
     assert f"next scheduled post {when.isoformat()}" in running.log
-    wait_for_feed(site, lambda titles: titles == ["Later", "Hello"], deadline=20)
+    wait_for_feed(running, lambda titles: titles == ["Later", "Hello"], deadline=20)
     assert datetime.now(when.tzinfo) >= when  # not published early
     running.wait_for_log(r"^\S+ publish ok in .* \(due: posts/later\.md\)$")
     assert running.stop() == 0
@@ -213,7 +216,7 @@ def test_config_edits_are_picked_up_and_a_bad_config_is_kept_out(
     assert feed_title() == "Test Site"
     site.settings["site"]["title"] = "Renamed Site"
     site.write_config()
-    wait_for_feed(site, lambda _titles: feed_title() == "Renamed Site", deadline=10)
+    wait_for_feed(running, lambda _titles: feed_title() == "Renamed Site", deadline=10)
 
     site.write_config(feeds={"max_items": "ten"})
     running.wait_for_log(r"^\S+ error: config rejected in .*: kept the previous config$")

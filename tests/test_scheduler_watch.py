@@ -97,15 +97,12 @@ class Collector:
 
     def __init__(self) -> None:
         self.batches: list[Batch] = []
-        self.ignore: set[str] = set()
         self.changed = threading.Condition()
 
     def __call__(self, batch: Batch) -> None:
-        paths = [p for p in batch.paths if p not in self.ignore]
-        if paths or not batch.paths:
-            with self.changed:
-                self.batches.append(Batch(batch.kinds, paths))
-                self.changed.notify_all()
+        with self.changed:
+            self.batches.append(batch)
+            self.changed.notify_all()
 
     def wait_for(self, paths: set[str], deadline: float = 10.0) -> None:
         """Wait until every one of ``paths`` was handed over (an event, not a timing)."""
@@ -122,17 +119,8 @@ def watching(config: Config) -> Iterator[Collector]:
     stop = threading.Event()
     collector = Collector()
     watcher = Watcher(lambda: config, collector, stop, logger())
-    watcher.start()
-    # The watches are armed shortly after the thread starts: touch a probe file
-    # until the watcher reports it, so that the test starts on a live watch.
-    probe = config.paths.posts / "probe.md"
-    for _ in range(100):
-        probe.write_text("---\n---\n", "utf-8")
-        with collector.changed:
-            if collector.changed.wait_for(lambda: bool(collector.batches), timeout=0.1):
-                break
-    collector.ignore.add(str(probe))  # late reports of the probe are not the test's business
-    collector.batches.clear()
+    # start() returns once the watches are in place: nothing written after it is missed.
+    assert watcher.start()
     yield collector
     stop.set()
     watcher.join(timeout=10)
