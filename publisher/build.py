@@ -42,6 +42,7 @@ class BuildResult:
     parsed: int = 0
     rendered: int = 0
     seconds: float = 0.0
+    cache: BuildCache | None = None  # what to pass as ``cache`` to the next build
 
     @property
     def errors(self) -> list[PostError]:
@@ -182,7 +183,8 @@ def build(
 ) -> BuildResult:
     """Build every feed of the site; with ``write=False`` check everything and write nothing.
 
-    ``cache`` lets a long-running process keep its cache in memory between builds;
+    ``cache`` lets a long-running process keep its cache in memory between builds
+    (pass the last result's ``cache``; one made with other settings is replaced);
     ``parallel`` lets a single-threaded caller (the command line) fork workers.
     """
     started = time.perf_counter()
@@ -261,5 +263,6 @@ def build(
         cache.feeds = fingerprints
     result.written = writer.written
     result.unchanged = writer.unchanged
+    result.cache = cache
     result.seconds = time.perf_counter() - started
     return result

@@ -4,13 +4,16 @@ Exit codes, so that cron and systemd can tell what happened:
 
 * 0: everything worked;
 * 1: the job ran, but some input was rejected or some message failed;
-* 2: the command could not run at all (bad config, bad arguments, locked state).
+* 2: the command could not run at all (bad config, bad arguments, locked state);
+* 3: publisher itself failed (a bug: please report it).
 
 Errors are one line each, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +30,7 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_UNUSABLE = 2
+EXIT_INTERNAL = 3
 
 
 class State:
@@ -63,7 +67,24 @@ def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A command group whose subcommands in LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{target} is not a click command")
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="publisher")
 @click.option(
     "--config",
@@ -113,7 +134,7 @@ def build(state: State, no_cache: bool) -> None:
 
     config, now = state.config, state.clock()
     try:
-        result = run_build(config, now=now, use_cache=not no_cache)
+        result = run_build(config, now=now, use_cache=not no_cache, parallel=True)
     except Exception as exc:
         # `publisher status` shows the last build, whoever ran it (cron, systemd, a person).
         record_failed_build(config, str(exc) or type(exc).__name__, now=now, by="build")
@@ -153,19 +174,20 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("PUBLISHER_DEBUG"):
+            raise
+        fail(f"internal error: {exc!r} (set PUBLISHER_DEBUG=1 to see where)", EXIT_INTERNAL)
     sys.exit(EXIT_OK)
 
 
-# Command groups that live in their own modules register here, one line each.
-# Their modules import their heavy dependencies inside the commands, so that
-# `publisher build` starts fast.
-from publisher.run_cli import COMMANDS as RUN_COMMANDS  # noqa: E402  (run, status)
-
-for _command in RUN_COMMANDS:
-    cli.add_command(_command)
-from publisher.subscribers_cli import subscribers  # noqa: E402  (add, list, remove, import, export)
-
-cli.add_command(subscribers)
-from publisher.digest.cli import digest as digest_group  # noqa: E402  (preview, send, status, resolve)
-
-cli.add_command(digest_group)
+# Commands that live in their own modules, loaded only when invoked (or listed
+# by --help), so that `publisher build` does not pay for SQLAlchemy, APScheduler
+# or the web stack at start-up. Add one line per command: name -> "module:attribute".
+LAZY_COMMANDS = {
+    "run": "publisher.run_cli:run",
+    "status": "publisher.run_cli:status",
+    "digest": "publisher.digest.cli:digest",
+    "subscribers": "publisher.subscribers_cli:subscribers",
+    "serve": "publisher.web_cli:serve",
+}

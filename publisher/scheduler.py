@@ -40,7 +40,7 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from publisher.build import BuildResult, _settings_key, build
+from publisher.build import BuildResult, build
 from publisher.cache import BuildCache
 from publisher.config import Config, load_config
 from publisher.errors import ConfigError, LockError, PublisherError
@@ -235,10 +235,8 @@ class Runner:
                 now = at_least  # a date job never runs early, but the clock must agree
             started = time.perf_counter()
             try:
-                settings = _settings_key(config)
-                if self._cache is None or self._cache.settings != settings:
-                    self._cache = BuildCache.load(config.paths.cache, settings)
                 result = build(config, now=now, keep_last_good=True, cache=self._cache)
+                self._cache = result.cache
             except Exception as exc:
                 seconds = time.perf_counter() - started
                 known = isinstance(exc, PublisherError | OSError)
