@@ -9,6 +9,7 @@ names the environment variables that hold them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -129,6 +130,12 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     in_run: bool = False
+    # POST /subscribe requests per minute from one client address; 0 turns the limit off.
+    subscribe_rate: int = 5
+    # The least time between two confirmation emails to one pending address.
+    confirm_resend: timedelta = timedelta(minutes=10)
+    # Proxies (IP addresses or networks) whose X-Forwarded-For names the real client.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,6 +290,24 @@ def _duration(value: Any) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be an integer >= 0")
+    return value
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("must be a list of IP addresses or networks")
+    for item in items:
+        try:
+            ipaddress.ip_network(str(item), strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not an IP address or network") from exc
+    return tuple(str(item) for item in items)
+
+
 def _permalink(value: Any) -> str:
     text = _text(value)
     if not text.startswith("/"):
@@ -400,6 +425,9 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         host=r.get("host", "127.0.0.1", _text),
         port=r.get("port", 8000, _port),
         in_run=r.get("in_run", False, _bool),
+        subscribe_rate=r.get("subscribe_rate", ServerConfig.subscribe_rate, _non_negative_int),
+        confirm_resend=r.get("confirm_resend", ServerConfig.confirm_resend, _duration),
+        trusted_proxies=r.get("trusted_proxies", (), _networks),
     )
     r.finish()
     top.finish()

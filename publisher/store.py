@@ -914,6 +914,39 @@ class Store:
                 continue  # another process started it first: return theirs
         raise StoreError(f"digest {digest}: cannot start run (conflicting writers)")
 
+    def skip_run(self, digest: str, *, due_at: datetime, note: str, now: datetime) -> DigestRun:
+        """Record in one transaction that this period is skipped; an existing run wins.
+
+        One write, not start_run then finish_run: a process killed between the
+        two would leave a "running" period that the next start would send late.
+        """
+        for _attempt in range(2):
+            try:
+                with self._tx(write=True) as conn:
+                    found = conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).first()
+                    if found is not None:
+                        return _run(found)
+                    conn.execute(
+                        _runs.insert().values(
+                            digest=digest,
+                            due_at=due_at,
+                            started_at=now,
+                            finished_at=now,
+                            status="skipped",
+                            sent=0,
+                            skipped=0,
+                            failed=0,
+                            uncertain=0,
+                            note=note,
+                        )
+                    )
+                    return _run(
+                        conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).one()
+                    )
+            except _Conflict:
+                continue  # another process recorded this period first: theirs stands
+        raise StoreError(f"digest {digest}: cannot record the skip (conflicting writers)")
+
     def finish_run(
         self,
         digest: str,

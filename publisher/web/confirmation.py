@@ -1,0 +1,70 @@
+"""The confirmation email of double opt-in: "click here to confirm your subscription".
+
+Pure: the caller gives the rendered templates' environment, the link and the
+time, and sends the message through a backend. Headers reuse the digest's
+checks (no CR/LF can reach a header) and its From address.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from urllib.parse import urlsplit
+
+import jinja2
+
+from publisher.config import Config
+from publisher.digest.message import POLICY, check_header, sender
+from publisher.web.labels import labels_for
+
+__all__ = ["HTML_TEMPLATE", "TEXT_TEMPLATE", "confirmation_message"]
+
+TEXT_TEMPLATE = "confirm_email.txt.j2"
+HTML_TEMPLATE = "confirm_email.html.j2"
+
+
+def _host(config: Config) -> str:
+    host = urlsplit(config.site.url).hostname or "localhost"
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "localhost"
+
+
+def confirmation_message(
+    config: Config,
+    env: jinja2.Environment,
+    *,
+    email: str,
+    name: str,
+    confirm_url: str,
+    now: datetime,
+) -> EmailMessage:
+    """The message asking ``email`` to confirm; its link is ``confirm_url``."""
+    labels = labels_for(config.site.language)
+    values = {
+        "site": config.site,
+        "labels": labels,
+        "email": email,
+        "name": name,
+        "confirm_url": confirm_url,
+    }
+    text = env.get_template(TEXT_TEMPLATE).render(values)
+    html = env.get_template(HTML_TEMPLATE).render(values)
+    username, _, domain = check_header("To", email).rpartition("@")
+    message = EmailMessage(policy=POLICY)
+    message["From"] = sender(config)
+    message["To"] = Address(display_name=check_header("To", name), username=username, domain=domain)
+    message["Subject"] = check_header(
+        "Subject", labels["email_subject"].format(site=config.site.title)
+    )
+    message["Date"] = format_datetime(now.astimezone(config.site.timezone))
+    # A new id every time: each confirmation is a message of its own.
+    message["Message-ID"] = make_msgid("confirm", domain=_host(config))
+    # Asks vacation responders not to answer (RFC 3834).
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text, subtype="plain", charset="utf-8", cte="base64")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return message
