@@ -15,7 +15,7 @@ from publisher.store import Store
 from tests.conftest import REPO, Site
 from tests.smtp_server import SmtpServer
 
-NOW = "2025-09-10T00:00:00+00:00"  # the Wednesday after the seed post (2025-W37)
+NOW = "2025-09-08T00:00:00+00:00"  # 09:00 JST on the Monday after the seed post (2025-W37)
 SECRET = {"PUBLISHER_SECRET": "cli test secret"}
 NO_SECRET = {"PUBLISHER_SECRET": ""}
 
@@ -179,3 +179,29 @@ def test_progress_bar_only_on_a_terminal(mail_site: Site) -> None:
     assert result.returncode == 0
     assert result.stdout == b"digest 2025-W37: sent 2, skipped 0, failed 0, uncertain 0\n"
     assert b"sending" in shown and b"2/2" in shown
+
+
+def test_send_started_late_by_cron_skips_a_period_past_max_lateness(mail_site: Site) -> None:
+    # Wednesday: the Monday 08:00 digest is two days late, beyond the default 24 hours,
+    # as after a systemd timer with Persistent=true catches up on a machine that was down.
+    wednesday = "2025-09-10T00:00:00+00:00"
+    late = mail_site.run("--now", wednesday, "digest", "send", env=SECRET)
+    assert late.returncode == 0, late.stderr
+    assert late.stdout.startswith(
+        "digest 2025-W37: skipped: 2025-W37 (due 2025-09-08T08:00:00+09:00) was missed"
+    )
+    assert late.stdout.rstrip().endswith("(--late-ok sends it)")
+    assert not (mail_site.root / "outbox").exists()
+    # The skip is recorded: a later run in the same week does not send it either...
+    again = mail_site.run("--now", wednesday, "digest", "send", env=SECRET)
+    assert again.returncode == 0
+    assert again.stdout.startswith("digest 2025-W37: skipped earlier: 2025-W37 (due")
+    assert not (mail_site.root / "outbox").exists()
+
+
+def test_late_ok_sends_a_late_period_once(mail_site: Site) -> None:
+    wednesday = "2025-09-10T00:00:00+00:00"
+    sent = mail_site.run("--now", wednesday, "digest", "send", "--late-ok", env=SECRET)
+    assert sent.returncode == 0, sent.stderr
+    assert "sent 2," in sent.stdout
+    assert len(list((mail_site.root / "outbox").rglob("*.eml"))) == 2

@@ -32,7 +32,7 @@ from publisher.store import Store
 from tests.conftest import REPO, Site
 from tests.smtp_server import Received, SmtpServer
 
-NOW = "2025-09-10T00:00:00+00:00"  # digest 2025-W37 of the seed post
+NOW = "2025-09-08T00:00:00+00:00"  # digest 2025-W37 of the seed post, an hour after it fell due
 PERIOD = "2025-W37"
 SECRET = {"PUBLISHER_SECRET": "exactly once secret"}
 SUBSCRIBERS = [f"reader{i:02d}@example.net" for i in range(30)]

@@ -119,14 +119,22 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
 @digest.command()
 @click.option("--dry-run", is_flag=True, help="Build every message but send and record nothing.")
 @click.option("--period", "key", metavar="KEY", help="Resume an earlier period (e.g. 2026-W48).")
+@click.option(
+    "--late-ok",
+    is_flag=True,
+    help="Send the current period even if it is more than digest.max_lateness late.",
+)
 @click.pass_obj
-def send(state: State, dry_run: bool, key: str | None) -> None:
+def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
     """Send the current period's digest to every subscriber who has something new.
 
-    Safe to run again: nobody gets the same digest twice. Exit 1 if any
-    message failed or is uncertain.
+    Safe to run again: nobody gets the same digest twice. A period that was
+    never started and is more than digest.max_lateness late is skipped, as
+    `publisher run` would (a systemd timer with Persistent=true runs late after
+    downtime). Exit 1 if any message failed or is uncertain.
     """
     from publisher.backends import make_backend
+    from publisher.digest.catchup import catch_up_decision
     from publisher.digest.send import send_digest
     from publisher.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
@@ -140,6 +148,16 @@ def send(state: State, dry_run: bool, key: str | None) -> None:
         Store.open(config) as store,
     ):
         period = _period(config, store, key, now)
+        if key is None and not late_ok and not dry_run:
+            run = store.get_run(period.key)
+            decision = catch_up_decision(period, now, config.digest.max_lateness, run)
+            if decision.action == "skip":
+                store.skip_run(period.key, due_at=period.due, note=decision.reason, now=now)
+                click.echo(f"digest {period.key}: skipped: {decision.reason} (--late-ok sends it)")
+                sys.exit(0)
+            if run is not None and run.status == "skipped":
+                click.echo(f"digest {period.key}: skipped earlier: {run.note} (--late-ok sends it)")
+                sys.exit(0)
         backend = make_backend(config)
         with _progress(sys.stderr.isatty() and not dry_run) as on_progress:
             if dry_run:
