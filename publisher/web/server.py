@@ -87,8 +87,10 @@ def _uvicorn(config: Config, app: Any, *, log_config: dict[str, Any] | None) -> 
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
-    logging.getLogger("uvicorn.access").addFilter(TokenRedactor())
-    logging.getLogger("uvicorn.error").addFilter(TokenRedactor())
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TokenRedactor) for f in logger.filters):
+            logger.addFilter(TokenRedactor())
     return uvicorn.Server(settings)
 
 

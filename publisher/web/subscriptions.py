@@ -147,6 +147,8 @@ class Subscriptions:
                     email, name=name, categories=categories, status="pending", now=now
                 )
             except StoreError:
+                if self.store.get_subscriber(email) is None:
+                    raise  # not a race: the address or name was refused
                 # Added by another process since the lookup: treat it as known.
                 return Step.NOTHING
         elif step is Step.RESTART and existing is not None:
