@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -70,7 +69,7 @@ def test_nothing_new_means_no_digest() -> None:
 
 
 def test_an_edited_post_keeps_its_id_and_is_not_resent() -> None:
-    edited = dataclasses.replace(A, title="A, revised", digest="1" * 32)
+    edited = A._replace(title="A, revised", digest="1" * 32)
     assert select([edited], Reader(), {A.id}, FLOOR) is None
 
 
