@@ -203,13 +203,20 @@ def test_pages_send_security_headers(http: httpx.Client) -> None:
 def test_a_bad_address_is_refused_with_the_form_again(
     http: httpx.Client, smtp: SmtpServer, site: Site
 ) -> None:
-    for bad in ("not-an-address", "a@b", "x@example.com\r\nBcc: y@example.com"):
+    for bad in (
+        "not-an-address",
+        "a@b",
+        "x@example.com\r\nBcc: y@example.com",
+        '"><script>alert(1)</script>@example.com',
+    ):
         response = subscribe(http, bad, "Tech", name="名前")
         assert response.status_code == 400
         doc = page(response)
         assert doc.xpath("//input[@id='email']/@aria-invalid") == ["true"]
         assert doc.xpath("//input[@value='Tech']/@checked") == ["checked"]
         assert doc.xpath("//input[@id='name']/@value") == ["名前"]
+        assert doc.xpath("//input[@id='email']/@value") == [bad.replace("\r\n", "\n")]
+        assert not doc.xpath("//script")
     unknown = subscribe(http, "unknown-category@example.com", "Secret")
     assert unknown.status_code == 400
     flush(http, smtp, "bad")

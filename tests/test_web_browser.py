@@ -9,6 +9,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,11 @@ from tests.web_server import ServeProcess, wait_for_files
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Browser:
+def browser(tmp_path: Path) -> Iterator[Browser]:
     if chromium_path() is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     with Browser.launch(tmp_path) as launched:
-        yield launched  # type: ignore[misc]
+        yield launched
 
 
 def test_a_reader_subscribes_and_confirms_in_chromium(tmp_path: Path, browser: Browser) -> None:
