@@ -36,7 +36,7 @@ def run(state: State, json_logs: bool, no_digest: bool) -> None:
     folder at a time; a second one exits with status 2.
     """
     from publisher.lock import RUN_LOCK, StateLock, lock_path
-    from publisher.runlog import setup_logging
+    from publisher.runlog import logger, setup_logging
     from publisher.scheduler import Runner
 
     if state.now is not None:
@@ -44,7 +44,19 @@ def run(state: State, json_logs: bool, no_digest: bool) -> None:
     config = state.config
     with StateLock(lock_path(config, RUN_LOCK), "already running"):
         setup_logging(json_logs=json_logs)
-        Runner(config, digests=not no_digest).run_forever()
+        server = None
+        if config.server.in_run:
+            # The subscribe/unsubscribe pages in the same process (server.in_run), so a
+            # small site needs one service; it keeps the config it started with.
+            from publisher.web import serve_in_thread
+
+            server = serve_in_thread(config)
+            logger().info("serving %s", server.url)
+        try:
+            Runner(config, digests=not no_digest).run_forever()
+        finally:
+            if server is not None:
+                server.stop()
     sys.exit(0)
 
 

@@ -249,3 +249,30 @@ def test_a_missed_digest_is_sent_at_start_and_not_again_after_a_restart(
     second.wait_for_log(r"^\S+ digest nothing in .* already done \(catch-up\)$")
     assert second.stop() == 0
     assert len(list(outbox.glob("*.eml"))) == 1
+
+
+def test_server_in_run_serves_the_subscribe_pages_from_the_same_process(
+    site: Site, launch: list[Running]
+) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site.write_config(
+        server={"in_run": True, "port": port},
+        digest={"from": "Test Site <news@example.com>"},
+    )
+    site.post("2026-01-01-hello.md", "title: Hello\ndate: 2026-01-01 09:00\ncategories: [News]")
+    running = start(launch, site, "--no-digest", env={"PUBLISHER_SECRET": "in-run secret"})
+    running.wait_for_log(rf"serving http://127\.0\.0\.1:{port}")
+    page = httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=10)
+    assert page.status_code == 200
+    assert 'name="email"' in page.text and "News" in page.text
+    feed = httpx.get(f"http://127.0.0.1:{port}/atom.xml", timeout=10)
+    assert feed.headers["content-type"].startswith("application/atom+xml")
+    assert running.stop() == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/subscribe", timeout=2)
