@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -29,6 +30,15 @@ def db(tmp_path: Path) -> Path:
 def store(db: Path) -> Iterator[Store]:
     db.parent.mkdir(parents=True, exist_ok=True)
     with Store(f"sqlite:///{db}") as opened:
+        yield opened
+
+
+@pytest.fixture(params=["file", "memory"])
+def ledger_store(request: pytest.FixtureRequest, db: Path) -> Iterator[Store]:
+    """A SQLite file (its own fast send path) or an in-memory database (through SQLAlchemy,
+    as every other database goes): the ledger must behave the same on both."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with Store(f"sqlite:///{db}" if request.param == "file" else "sqlite://") as opened:
         yield opened
 
 
@@ -232,7 +242,8 @@ def test_planning_for_an_unknown_subscriber_fails(store: Store) -> None:
     assert store.ledger("2026-W49") == []
 
 
-def test_a_message_moves_pending_sending_sent(store: Store) -> None:
+def test_a_message_moves_pending_sending_sent(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     row = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@x>", now=T0)
     store.mark_sending(row.id, now=T1)
@@ -247,7 +258,8 @@ def test_a_message_moves_pending_sending_sent(store: Store) -> None:
     assert store.delivered_post_ids(ann.id) == {"p1", "p2"}
 
 
-def test_a_row_can_be_claimed_only_once(store: Store) -> None:
+def test_a_row_can_be_claimed_only_once(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     row = store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
     store.mark_sending(row.id, now=T1)
@@ -262,7 +274,8 @@ def test_a_row_can_be_claimed_only_once(store: Store) -> None:
         store.mark_sending(999, now=T1)
 
 
-def test_mark_sent_needs_a_claim_first(store: Store) -> None:
+def test_mark_sent_needs_a_claim_first(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     row = store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
     with pytest.raises(StoreError, match="only when sending"):
@@ -291,7 +304,8 @@ def test_mark_sent_is_atomic_with_the_delivered_posts(store: Store, db: Path) ->
     assert store.delivered_post_ids(ann.id) == set()
 
 
-def test_delivered_posts_accumulate_across_digests(store: Store) -> None:
+def test_delivered_posts_accumulate_across_digests(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     for digest, posts in (("2026-W49", ["p1", "p2"]), ("2026-W50", ["p2", "p3"])):
         row = store.plan_send(digest, ann.id, posts, f"<{digest}@x>", now=T0)
@@ -300,7 +314,8 @@ def test_delivered_posts_accumulate_across_digests(store: Store) -> None:
     assert store.delivered_post_ids(ann.id) == {"p1", "p2", "p3"}
 
 
-def test_failures_temporary_and_permanent(store: Store) -> None:
+def test_failures_temporary_and_permanent(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     bob = store.add_subscriber("bob@example.com", now=T0)
     a = store.plan_send("2026-W49", ann.id, ["p1"], "<a@x>", now=T0)
@@ -318,7 +333,8 @@ def test_failures_temporary_and_permanent(store: Store) -> None:
     assert store.delivered_post_ids(bob.id) == set()
 
 
-def test_an_operator_resolves_uncertain_rows(store: Store) -> None:
+def test_an_operator_resolves_uncertain_rows(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     bob = store.add_subscriber("bob@example.com", now=T0)
     a = store.plan_send("2026-W49", ann.id, ["p1"], "<a@x>", now=T0)
@@ -438,6 +454,32 @@ def test_two_processes_never_claim_the_same_row(db: Path, store: Store) -> None:
     assert not claimed[0] & claimed[1]
     assert claimed[0] | claimed[1] == {r.id for r in store.ledger("2026-W49")}
     assert len(store.ledger("2026-W49", "sent")) == 60
+
+
+def test_two_threads_of_one_store_never_claim_the_same_row(store: Store) -> None:
+    subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(60)]
+    rows = store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T0)
+    claimed: list[list[int]] = [[], []]
+    start = threading.Barrier(2)
+
+    def claim(mine: list[int]) -> None:
+        start.wait()
+        for row in rows:  # both threads go for every row, in the same order
+            try:
+                store.mark_sending(row.id, now=T1)
+            except StoreError:
+                continue
+            store.mark_sent(row.id, now=T1)
+            mine.append(row.id)
+
+    threads = [threading.Thread(target=claim, args=(mine,)) for mine in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not set(claimed[0]) & set(claimed[1])
+    assert sorted(claimed[0] + claimed[1]) == [r.id for r in rows]
+    assert [r.attempts for r in store.ledger("2026-W49", "sent")] == [1] * 60
 
 
 def test_open_from_config_creates_the_folder_relative_to_the_site(site: Site) -> None:
