@@ -112,6 +112,9 @@ class SmtpConfig:
     rate_limit: float = 0.0  # messages per second; 0 turns the limit off
     max_retries: int = 3
     error_threshold: int = 20
+    # Connections (and sender threads) used at once: one prepares the next message
+    # while another waits for the server's reply.
+    connections: int = 2
 
 
 @dataclass(frozen=True)
@@ -404,6 +407,7 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         rate_limit=r.get("rate_limit", SmtpConfig.rate_limit, _non_negative_number),
         max_retries=r.get("max_retries", SmtpConfig.max_retries, _positive_int),
         error_threshold=r.get("error_threshold", SmtpConfig.error_threshold, _positive_int),
+        connections=r.get("connections", SmtpConfig.connections, _positive_int),
     )
     r.finish()
 

@@ -90,6 +90,7 @@ class Received:
     message: EmailMessage  # parsed with email.policy.default
     tls: bool  # arrived over TLS (STARTTLS or implicit)
     login: str | None  # the user who logged in, if any
+    mail_options: tuple[str, ...] = ()  # the MAIL FROM parameters, e.g. ("BODY=8BITMIME",)
 
 
 @dataclass
@@ -119,6 +120,8 @@ class _Handler:
         if session not in self.accepted:  # EHLO comes again after STARTTLS
             self.accepted[session] = 0
             self.server._count_connection()
+        if not self.server.eight_bit_mime:
+            responses = [r for r in responses if r != "250-8BITMIME"]
         return responses
 
     async def handle_RCPT(
@@ -154,6 +157,7 @@ class _Handler:
             tls=smtp.transport is not None
             and smtp.transport.get_extra_info("ssl_object") is not None,
             login=_login_name(session),
+            mail_options=tuple(envelope.mail_options),
         )
         behaviour = "accept"
         for rcpt in envelope.rcpt_tos:
@@ -220,6 +224,8 @@ class SmtpServer:
     ``starttls``: a server-side SSLContext to offer STARTTLS with.
     ``implicit_tls``: a server-side SSLContext to speak TLS from the first byte.
     ``credentials``: user -> password; enables AUTH (only over TLS, as real servers do).
+    ``eight_bit_mime``: announce 8BITMIME (aiosmtpd does by default); False plays a
+    server that takes 7-bit messages only.
     """
 
     host = "127.0.0.1"
@@ -230,9 +236,11 @@ class SmtpServer:
         starttls: ssl.SSLContext | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         credentials: dict[str, str] | None = None,
+        eight_bit_mime: bool = True,
     ) -> None:
         self.port = 0
         self.messages_per_connection: int | None = None
+        self.eight_bit_mime = eight_bit_mime
         self._starttls = starttls
         self._implicit_tls = implicit_tls
         self._credentials = credentials

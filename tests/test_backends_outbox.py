@@ -12,6 +12,7 @@ import pytest
 
 from publisher.backends import Backend, MemoryBackend, OutboxBackend, SmtpBackend, make_backend
 from publisher.backends.base import wire_bytes
+from publisher.backends.prepared import PreparedMessage
 from publisher.errors import (
     ConfigError,
     PermanentSendError,
@@ -54,6 +55,25 @@ def test_each_message_becomes_an_eml_file_named_after_its_message_id(tmp_path: P
     body = parsed.get_body(("plain",))
     assert body is not None and body.get_content() == "Hello.\n.a line with a dot\n"
     assert b"\r" not in written.read_bytes()  # Unix line ends, like any mail file here
+
+
+def prepared(to: str) -> PreparedMessage:
+    eight = (
+        f"From: news@example.com\r\nTo: {to}\r\nSubject: 8bit\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: 8bit\r\n'
+        "\r\n本文です。\r\n"
+    ).encode()
+    return PreparedMessage("news@example.com", (to,), "<8bit.1@example.com>", eight)
+
+
+def test_a_prepared_message_is_written_as_it_is_with_unix_line_ends(tmp_path: Path) -> None:
+    message = prepared("ann@example.com")
+    with OutboxBackend(tmp_path) as backend:
+        backend.send(message)
+    [written] = tmp_path.iterdir()
+    assert written.name == "8bit.1@example.com.eml"
+    assert written.read_bytes() == message.eight_bit.replace(b"\r\n", b"\n")
+    assert read(written).get_content() == "本文です。\n"
 
 
 def test_sending_the_same_message_again_replaces_its_file(tmp_path: Path) -> None:
@@ -149,6 +169,13 @@ def test_memory_backend_keeps_messages_and_fails_on_request() -> None:
     ]
     assert len(backend.to("CAROL@example.com")) == 1
     assert backend.attempts == 5
+
+
+def test_memory_backend_keeps_a_prepared_message_as_a_server_would_read_it() -> None:
+    with MemoryBackend() as backend:
+        backend.send(prepared("ann@example.com"))
+    [kept] = backend.to("ann@example.com")
+    assert (kept["Subject"], kept.get_content()) == ("8bit", "本文です。\n")
 
 
 # --- choosing a backend -------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from publisher.backends import SmtpBackend, make_backend
+from publisher.backends.prepared import PreparedMessage
 from publisher.config import SmtpConfig
 from publisher.errors import (
     PermanentSendError,
@@ -33,6 +36,29 @@ def message(to: str, subject: str = "Weekly digest", body: str = "Hello.\n") -> 
     msg["Message-ID"] = f"<2026-W49.{to}@example.com>"
     msg.set_content(body)
     return msg
+
+
+PREPARED_BODY = "こんにちは、8bit の本文です。\r\n.a line that starts with a dot\r\n"
+
+
+def prepared(to: str) -> PreparedMessage:
+    """A message already in bytes: 8bit, with a base64 form for 7-bit servers."""
+    head = (
+        f"From: news@example.com\r\nTo: {to}\r\nSubject: Prepared\r\n"
+        f"Message-ID: <prepared.{to}>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\n'
+    )
+    body = PREPARED_BODY.encode("utf-8")
+    seven = (head + "Content-Transfer-Encoding: base64\r\n\r\n").encode() + base64.encodebytes(
+        body
+    ).replace(b"\n", b"\r\n")
+    return PreparedMessage(
+        sender="news@example.com",
+        recipients=(to,),
+        message_id=f"<prepared.{to}>",
+        eight_bit=(head + "Content-Transfer-Encoding: 8bit\r\n\r\n").encode() + body,
+        seven_bit=lambda: seven,
+    )
 
 
 class Sleeps(list[float]):
@@ -102,6 +128,54 @@ def test_a_connection_closed_by_the_server_between_messages_is_reopened(
     assert len(smtp_server.messages) == 3
     assert smtp_server.connections == backend.connections == 3
     assert sleeps == []  # a normal reconnect, not a failure with backoff
+
+
+def test_a_prepared_message_travels_8bit_to_a_server_that_announces_8bitmime(
+    smtp_server: SmtpServer, sleeps: Sleeps
+) -> None:
+    message = prepared("ann@example.com")
+    with plain(smtp_server, sleeps) as backend:
+        backend.send(message)
+    [received] = smtp_server.messages
+    assert received.mail_options == ("BODY=8BITMIME",)
+    assert received.data == message.eight_bit  # byte for byte, dots unstuffed again
+    assert received.message["Content-Transfer-Encoding"] == "8bit"
+    assert received.message.get_content() == PREPARED_BODY.replace("\r\n", "\n")
+    assert (received.mail_from, received.rcpt_tos) == ("news@example.com", ("ann@example.com",))
+
+
+def test_a_server_without_8bitmime_gets_the_7bit_form() -> None:
+    sleeps = Sleeps()
+    with SmtpServer(eight_bit_mime=False) as server, plain(server, sleeps) as backend:
+        backend.send(prepared("ann@example.com"))
+        backend.send(message("bob@example.com"))  # an ASCII EmailMessage: as it is
+        received = server.messages
+    assert [r.mail_options for r in received] == [(), ()]
+    assert all(r.data.isascii() for r in received)
+    assert received[0].message["Content-Transfer-Encoding"] == "base64"
+    assert received[0].message.get_content() == PREPARED_BODY  # canonical CRLF inside base64
+
+
+def test_each_sending_thread_has_a_connection_of_its_own(
+    smtp_server: SmtpServer, sleeps: Sleeps
+) -> None:
+    names = [f"s{i}@example.com" for i in range(20)]
+    start = threading.Barrier(2)
+
+    def send(mine: list[str]) -> None:
+        start.wait()
+        for name in mine:
+            backend.send(prepared(name))
+
+    with plain(smtp_server, sleeps, connections=2) as backend:
+        assert backend.concurrency == 2
+        helper = threading.Thread(target=send, args=(names[1::2],))
+        helper.start()
+        send(names[::2])  # this thread opened its connection on entering the backend
+        helper.join(timeout=30)
+    assert sorted(r for m in smtp_server.messages for r in m.rcpt_tos) == sorted(names)
+    # Two threads, ten messages each: one connection each, kept for all ten.
+    assert smtp_server.connections == backend.connections == 2
 
 
 # --- temporary failures: retried with backoff ---------------------------------------------

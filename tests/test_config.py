@@ -29,6 +29,15 @@ def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert config.digest.first_window == timedelta(days=7)
     assert config.digest.max_lateness == timedelta(hours=24)
     assert config.store.url == f"sqlite:///{tmp_path / 'publisher.db'}"
+    assert config.smtp.connections == 2
+
+
+def test_smtp_connections_is_a_positive_count(tmp_path: Path) -> None:
+    config = parse_config({**MINIMAL, "smtp": {"connections": 4}}, tmp_path)
+    assert config.smtp.connections == 4
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "smtp": {"connections": 0}}, tmp_path)
+    assert caught.value.problems == ["smtp.connections: must be a positive integer, got 0"]
 
 
 def test_every_independent_problem_is_reported_in_one_run(tmp_path: Path) -> None:

@@ -29,9 +29,13 @@ from email.utils import getaddresses
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from publisher.backends.prepared import PreparedMessage
 from publisher.errors import PermanentSendError
 
-__all__ = ["Backend", "envelope", "wire_bytes"]
+__all__ = ["Backend", "Message", "PreparedMessage", "envelope", "wire_bytes"]
+
+# What a backend sends: a message object, or one already turned into bytes.
+Message = EmailMessage | PreparedMessage
 
 
 @runtime_checkable
@@ -49,8 +53,9 @@ class Backend(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    def send(self, message: EmailMessage) -> None:
-        """Deliver one message to every recipient in its To, Cc and Bcc headers."""
+    def send(self, message: Message) -> None:
+        """Deliver one message to every recipient in its To, Cc and Bcc headers
+        (a prepared message: to its envelope recipients)."""
         ...
 
 
@@ -70,15 +75,20 @@ def _addresses(message: EmailMessage, *names: str) -> list[str]:
     return found
 
 
-def envelope(message: EmailMessage) -> tuple[str, list[str]]:
+def envelope(message: Message) -> tuple[str, list[str]]:
     """The envelope sender and recipients of a message, read from its headers.
 
     The sender is the Sender header if present (it names who hands the message
-    over), else the From address. Raises PermanentSendError when either is
-    missing: no server would take such a message, now or later.
+    over), else the From address; a prepared message carries its envelope.
+    Raises PermanentSendError when either is missing: no server would take
+    such a message, now or later.
     """
-    senders = _addresses(message, "Sender") or _addresses(message, "From")
-    recipients = list(dict.fromkeys(_addresses(message, "To", "Cc", "Bcc")))
+    if isinstance(message, PreparedMessage):
+        senders = [message.sender] if message.sender else []
+        recipients = list(dict.fromkeys(r for r in message.recipients if r))
+    else:
+        senders = _addresses(message, "Sender") or _addresses(message, "From")
+        recipients = list(dict.fromkeys(_addresses(message, "To", "Cc", "Bcc")))
     if not recipients:
         raise PermanentSendError("message has no recipient (To, Cc or Bcc)")
     if not senders:
@@ -106,11 +116,14 @@ class _Generator(BytesGenerator):
             self.write(_ANY_EOL.sub(self._NL, lines))
 
 
-def wire_bytes(message: EmailMessage, linesep: str = "\r\n") -> bytes:
+def wire_bytes(message: Message, linesep: str = "\r\n") -> bytes:
     r"""The message as it travels: CRLF line ends, Bcc removed (it is envelope-only).
 
     ``linesep="\n"`` gives the form Unix mail files use (mbox, Maildir, .eml).
+    A prepared message comes in its 8-bit form (see :mod:`.prepared`).
     """
+    if isinstance(message, PreparedMessage):
+        return message.data(linesep=linesep)
     if "Bcc" in message or "Resent-Bcc" in message:
         message = copy.copy(message)
         del message["Bcc"]

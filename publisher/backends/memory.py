@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from types import TracebackType
 
-from publisher.backends.base import envelope, wire_bytes
+from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
 from publisher.errors import SendError, UncertainSendError
 
 __all__ = ["MemoryBackend"]
@@ -56,11 +56,18 @@ class MemoryBackend:
     ) -> None:
         self.is_open = False
 
-    def send(self, message: EmailMessage) -> None:
-        """Keep the message, or raise the failure set for one of its recipients."""
+    def send(self, message: Message) -> None:
+        """Keep the message, or raise the failure set for one of its recipients.
+
+        A prepared message is kept parsed back from its bytes, as a server would
+        read it, so tests look at both kinds the same way.
+        """
         self.attempts += 1
         _, recipients = envelope(message)
-        wire_bytes(message)  # fail here, as a real backend would, if it cannot be serialised
+        if isinstance(message, PreparedMessage):
+            message = message.as_email()
+        else:
+            wire_bytes(message)  # fail here, as a real backend would, if it cannot be serialised
         for recipient in recipients:
             failure = self._failures.get(recipient.lower())
             if failure is None:

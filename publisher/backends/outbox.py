@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 
-from publisher.backends.base import envelope, wire_bytes
+from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
 from publisher.errors import TemporarySendError
 from publisher.output import atomic_write
 
@@ -24,9 +23,12 @@ __all__ = ["OutboxBackend"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]+")
 
 
-def file_name(message: EmailMessage, data: bytes) -> str:
+def file_name(message: Message, data: bytes) -> str:
     """A safe file name for the message: from its Message-ID, else a hash of its bytes."""
-    message_id = str(message.get("Message-ID", "")).strip().strip("<>")
+    if isinstance(message, PreparedMessage):
+        message_id = message.message_id.strip().strip("<>")
+    else:
+        message_id = str(message.get("Message-ID", "")).strip().strip("<>")
     stem = _UNSAFE.sub("_", message_id).strip("._")
     if not stem:
         return hashlib.sha256(data).hexdigest()[:32] + ".eml"
@@ -56,11 +58,13 @@ class OutboxBackend:
     ) -> None:
         return None
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         """Write the message; TemporarySendError if the disk refuses (full, read-only)."""
         _, recipients = envelope(message)
         # Unix line ends, like every other mail file on the system: mail tools
         # and Python's email parser read them without stray carriage returns.
+        # A prepared message keeps its 8-bit parts: files have no transport to
+        # protect them from, and mail programs read 8bit.
         data = wire_bytes(message, linesep="\n")
         target = self.folder / file_name(message, data)
         try:

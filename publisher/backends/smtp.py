@@ -1,13 +1,19 @@
-"""The SMTP backend: one verified TLS connection, reused for every message.
+"""The SMTP backend: one verified TLS connection per sending thread, reused for every message.
 
 What it guarantees, because a digest goes to thousands of people at once:
 
 * the password never crosses the network in clear: with credentials set it
   refuses ``security: none``, and it logs in only on a TLS socket whose
   certificate was verified (``ssl.create_default_context()``);
-* one connection carries every message; if the server closed it while idle,
-  the next message reconnects without counting as a failure;
-* a rate limit in messages per second, with an injected clock and sleep;
+* one connection carries every message a thread sends; if the server closed
+  it while idle, the next message reconnects without counting as a failure.
+  Each thread that calls ``send`` gets a connection of its own, so a sender
+  may use ``smtp.connections`` threads (see ``concurrency``): while one waits
+  for the server's reply, another prepares its next message;
+* a rate limit in messages per second for the backend as a whole (threads
+  share it), with an injected clock and sleep;
+* 8-bit bodies only to a server that announces 8BITMIME (then with
+  ``BODY=8BITMIME``); a prepared message goes to any other in its 7-bit form;
 * 4xx replies and connection failures *before the message was handed over*
   are retried with exponential backoff, then raised as TemporarySendError;
 * a 5xx reply is a PermanentSendError for that message; the connection stays
@@ -30,12 +36,12 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
-from email.message import EmailMessage
 from types import TracebackType
 
-from publisher.backends.base import envelope, wire_bytes
+from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
 from publisher.config import SmtpConfig
 from publisher.errors import (
     PermanentSendError,
@@ -91,8 +97,21 @@ def _data_block(data: bytes) -> bytes:
     return body + b".\r\n"
 
 
+class _Channel:
+    """One thread's connection, and what its server announced."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation  # the backend's, when this channel was made
+        self.conn: smtplib.SMTP | None = None
+        self.eight_bit = False  # the server announced 8BITMIME
+
+
 class SmtpBackend:
-    """Sends through an SMTP server as configured by ``smtp:`` in config.yaml."""
+    """Sends through an SMTP server as configured by ``smtp:`` in config.yaml.
+
+    ``send`` may be called from several threads at once; each thread uses a
+    connection of its own.
+    """
 
     name = "smtp"
 
@@ -135,21 +154,26 @@ class SmtpBackend:
         self._clock = clock
         self._backoff = backoff
         self._local_hostname = local_hostname
-        self._conn: smtplib.SMTP | None = None
+        self._local = threading.local()  # .channel: the calling thread's connection
+        self._channels: list[_Channel] = []
+        self._generation = 0  # bumped by close(): threads then start new channels
+        self._lock = threading.Lock()
         self._next_slot: float | None = None
         self.connections = 0  # connections opened so far
+        self.concurrency = settings.connections  # threads a sender may use at once
         self.where = f"{settings.host}:{settings.port}"
 
     # --- connection ------------------------------------------------------------------------
 
     def __enter__(self) -> SmtpBackend:
         """Connect (with retries) so that a wrong host, TLS or login fails before any send."""
+        channel = self._channel()
         last = _Retry("no attempt made")
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
                 self._sleep(self._delay(attempt))
             try:
-                self._connection()
+                self._connection(channel)
                 return self
             except _Retry as exc:
                 last = exc
@@ -167,28 +191,48 @@ class SmtpBackend:
         self.close()
 
     def close(self) -> None:
-        """Say QUIT politely if the connection still works, and close it."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            conn.quit()
-        except (OSError, smtplib.SMTPException):
-            pass
-        finally:
-            conn.close()
+        """Say QUIT politely on every connection that still works, and close them.
 
-    def _discard(self) -> None:
+        Call it once the threads that sent are done with the backend.
+        """
+        with self._lock:
+            channels, self._channels = self._channels, []
+            self._generation += 1
+        for channel in channels:
+            conn, channel.conn = channel.conn, None
+            if conn is None:
+                continue
+            try:
+                conn.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            finally:
+                conn.close()
+
+    def _channel(self) -> _Channel:
+        """The calling thread's channel, made on its first use."""
+        channel: _Channel | None = getattr(self._local, "channel", None)
+        if channel is None or channel.generation != self._generation:
+            with self._lock:
+                channel = _Channel(self._generation)
+                self._channels.append(channel)
+            self._local.channel = channel
+        return channel
+
+    def _discard(self, channel: _Channel) -> None:
         """Drop a connection that cannot be trusted any more, without talking to it."""
-        conn, self._conn = self._conn, None
+        conn, channel.conn = channel.conn, None
         if conn is not None:
             conn.close()
 
-    def _connection(self) -> smtplib.SMTP:
-        if self._conn is None:
-            self._conn = self._open()
-            self.connections += 1
-        return self._conn
+    def _connection(self, channel: _Channel) -> smtplib.SMTP:
+        if channel.conn is None:
+            conn = self._open()
+            channel.eight_bit = conn.has_extn("8bitmime")
+            channel.conn = conn
+            with self._lock:
+                self.connections += 1
+        return channel.conn
 
     def _open(self) -> smtplib.SMTP:
         """Connect, greet, STARTTLS and log in; _Retry or SendError on failure."""
@@ -287,28 +331,41 @@ class SmtpBackend:
         rate = self.settings.rate_limit
         if rate <= 0:
             return
-        now = self._clock()
-        if self._next_slot is not None and now < self._next_slot:
-            self._sleep(self._next_slot - now)
-            now = self._next_slot
-        self._next_slot = now + 1.0 / rate
+        # One schedule for every thread: the limit is the backend's, not a connection's.
+        with self._lock:
+            now = self._clock()
+            slot = now if self._next_slot is None or now >= self._next_slot else self._next_slot
+            self._next_slot = slot + 1.0 / rate
+        if slot > now:
+            self._sleep(slot - now)
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Message) -> None:
         """Deliver one message; see the module docstring for what each failure means."""
         sender, recipients = envelope(message)
-        data = wire_bytes(message)
-        options = ["BODY=8BITMIME"] if not data.isascii() else []
-        if not (sender + "".join(recipients)).isascii():
-            options.append("SMTPUTF8")
-        block = _data_block(data)
         who = ", ".join(recipients)
+        channel = self._channel()
+        blocks: dict[bool, tuple[list[str], bytes]] = {}
+
+        def block(eight_bit: bool) -> tuple[list[str], bytes]:
+            """MAIL FROM options and the DATA payload for a server with(out) 8BITMIME."""
+            if eight_bit not in blocks:
+                if isinstance(message, PreparedMessage):
+                    data = message.data(eight_bit=eight_bit)
+                else:
+                    data = wire_bytes(message)
+                options = ["BODY=8BITMIME"] if not data.isascii() else []
+                if not (sender + "".join(recipients)).isascii():
+                    options.append("SMTPUTF8")
+                blocks[eight_bit] = options, _data_block(data)
+            return blocks[eight_bit]
+
         last = _Retry("no attempt made")
         for attempt in range(self.settings.max_retries + 1):
             if attempt:
                 self._sleep(self._delay(attempt))
             self._throttle()
             try:
-                self._transaction(sender, recipients, options, block, who)
+                self._transaction(channel, sender, recipients, block, who)
                 return
             except _Retry as exc:
                 last = exc
@@ -316,79 +373,96 @@ class SmtpBackend:
             f"{who}: {last.message} (after {self.settings.max_retries + 1} attempts)"
         ) from last
 
-    def _call(self, what: str, command: Callable[[], tuple[int, bytes]]) -> tuple[int, bytes]:
+    def _call(
+        self, channel: _Channel, what: str, command: Callable[[], tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
         """Run one command whose failure means the message was certainly not taken."""
         try:
             return command()
         except (smtplib.SMTPException, OSError) as exc:
-            self._discard()
+            self._discard(channel)
             raise _Retry(f"connection to {self.where} lost at {what}: {exc}") from exc
 
-    def _check(self, code: int, reply: bytes, what: str, who: str, ok: tuple[int, ...]) -> None:
+    def _check(
+        self,
+        channel: _Channel,
+        code: int,
+        reply: bytes,
+        what: str,
+        who: str,
+        ok: tuple[int, ...],
+    ) -> None:
         """Turn a reply into success, a retry or a permanent failure."""
         if code in ok:
             return
         text = _reply_text(code, reply)
         if code == 421:
             # The server is closing this connection; the next attempt opens another.
-            self._discard()
-        elif self._conn is not None:
-            self._reset()
+            self._discard(channel)
+        elif channel.conn is not None:
+            self._reset(channel)
         if 500 <= code < 600:
             raise PermanentSendError(f"{who}: {text} ({what})")
         raise _Retry(f"{text} ({what})")
 
-    def _reset(self) -> None:
+    def _reset(self, channel: _Channel) -> None:
         """End a refused transaction so the connection can carry the next message."""
-        assert self._conn is not None
+        assert channel.conn is not None
         try:
-            code, _ = self._conn.rset()
+            code, _ = channel.conn.rset()
         except (smtplib.SMTPException, OSError):
             code = 0
         if code != 250:
-            self._discard()
+            self._discard(channel)
 
     def _transaction(
-        self, sender: str, recipients: list[str], options: list[str], block: bytes, who: str
+        self,
+        channel: _Channel,
+        sender: str,
+        recipients: list[str],
+        block: Callable[[bool], tuple[list[str], bytes]],
+        who: str,
     ) -> None:
-        reused = self._conn is not None
-        conn = self._connection()
+        reused = channel.conn is not None
+        conn = self._connection(channel)
+        options, data = block(channel.eight_bit)
         try:
             code, reply = conn.mail(sender, options)
         except smtplib.SMTPNotSupportedError as exc:
             raise PermanentSendError(f"{who}: {exc} (MAIL FROM)") from exc
         except (smtplib.SMTPException, OSError) as exc:
-            self._discard()
+            self._discard(channel)
             if not reused:
                 raise _Retry(f"connection to {self.where} lost at MAIL FROM: {exc}") from exc
             # The server closed the idle connection between two messages: that is
             # normal, not a failure, so reconnect at once and carry on.
-            conn = self._connection()
-            code, reply = self._call("MAIL FROM", lambda: conn.mail(sender, options))
-        self._check(code, reply, "MAIL FROM", who, (250,))
+            conn = self._connection(channel)
+            options, data = block(channel.eight_bit)
+            code, reply = self._call(channel, "MAIL FROM", lambda: conn.mail(sender, options))
+        self._check(channel, code, reply, "MAIL FROM", who, (250,))
         for recipient in recipients:
-            code, reply = self._call("RCPT TO", functools.partial(conn.rcpt, recipient))
-            self._check(code, reply, f"RCPT TO {recipient}", who, (250, 251))
+            code, reply = self._call(channel, "RCPT TO", functools.partial(conn.rcpt, recipient))
+            self._check(channel, code, reply, f"RCPT TO {recipient}", who, (250, 251))
 
         def start_data() -> tuple[int, bytes]:
             conn.putcmd("data")
             return conn.getreply()
 
-        code, reply = self._call("DATA", start_data)
-        self._check(code, reply, "DATA", who, (354,))
+        code, reply = self._call(channel, "DATA", start_data)
+        self._check(channel, code, reply, "DATA", who, (354,))
         try:
-            conn.send(block)
+            conn.send(data)
         except (smtplib.SMTPException, OSError) as exc:
             # sendall failed, so the final dot never left: the server cannot have
             # accepted the message, and trying again is safe.
-            self._discard()
+            self._discard(channel)
             raise _Retry(f"connection to {self.where} lost while sending: {exc}") from exc
         try:
             code, reply = conn.getreply()
         except (smtplib.SMTPException, OSError) as exc:
-            self._discard()
+            self._discard(channel)
             raise UncertainSendError(
                 f"{who}: connection to {self.where} lost after the message was sent,"
                 f" before the server confirmed it ({exc}): delivery unknown"
             ) from exc
-        self._check(code, reply, "end of DATA", who, (250,))
+        self._check(channel, code, reply, "end of DATA", who, (250,))
