@@ -5,14 +5,37 @@ from __future__ import annotations
 import dataclasses
 import email
 import email.policy
+import re
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
+from markupsafe import escape
 
+from publisher.backends.prepared import PreparedMessage
+from publisher.build import load_site
 from publisher.config import Config
-from publisher.digest.message import build_message, list_id, make_message_id
-from publisher.digest.render import Recipient, RenderedDigest, recipient_for
+from publisher.digest.message import (
+    POLICY,
+    MessageBuilder,
+    address_header,
+    build_message,
+    list_id,
+    make_message_id,
+)
+from publisher.digest.period import period_at
+from publisher.digest.render import (
+    DigestRenderer,
+    Filling,
+    Recipient,
+    RenderedDigest,
+    post_views,
+    recipient_for,
+)
+from publisher.digest.select import group_posts
+from publisher.digest.wrap import longest_line
 from publisher.errors import ConfigError, PermanentSendError
 from publisher.tokens import verify_token
 from tests.conftest import Site
@@ -150,3 +173,133 @@ def test_sender_is_required_and_must_be_an_address(site: Site) -> None:
     config = configured(site, **{"from": "not an address"})
     with pytest.raises(ConfigError, match=r"digest\.from: must be one email address"):
         build(config, reader(config))
+
+
+# --- the bytes that travel ----------------------------------------------------------------
+
+
+def prepare(
+    config: Config,
+    recipient: Recipient,
+    content: RenderedDigest | Filling = RENDERED,
+    builder: MessageBuilder | None = None,
+) -> PreparedMessage:
+    return (builder or MessageBuilder(config)).prepare(
+        recipient=recipient,
+        content=content,
+        message_id=make_message_id(config, "2026-W48", 42),
+        now=NOW,
+    )
+
+
+def collapsed(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def test_8bit_form_for_servers_that_take_it_7bit_form_for_the_others(site: Site) -> None:
+    config = configured(site)
+    prepared = prepare(config, reader(config))
+    assert (prepared.sender, prepared.recipients) == ("news@example.com", ("yamada@example.net",))
+    eight, seven = prepared.data(), prepared.data(eight_bit=False)
+    assert not eight.isascii() and seven.isascii()
+    assert longest_line(eight) <= 998 and longest_line(seven) <= 998
+    for data, cte in ((eight, "8bit"), (seven, "base64")):
+        message = parse(data)
+        assert message["Message-ID"] == prepared.message_id
+        parts = list(message.iter_parts())
+        assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+        assert [p["Content-Transfer-Encoding"] for p in parts] == [cte, cte]
+        assert parts[0].get_content().replace("\r\n", "\n") == RENDERED.text
+        assert parts[1].get_content().replace("\r\n", "\n") == RENDERED.html
+    # Headers are the same in both forms; only the parts are encoded differently.
+    assert eight.split(b"\r\n\r\n")[0] == seven.split(b"\r\n\r\n")[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Ann",
+        "Ann Lee-Smith",
+        "Dr. Ann O'Hara, PhD",
+        'Say "hi" \\ there',
+        "山田 太郎",
+        "Ελένη Παπαδοπούλου",
+        "🙂 Emoji Person",
+        "とても長い名前" * 20,
+        "Ann\tTab",
+        " Spaced  Name ",
+        "A" * 120,
+    ],
+)
+def test_a_to_header_reads_back_as_the_name_and_address(name: str) -> None:
+    value = address_header(name, "reader@example.net")
+    header = to_header(value)
+    [address] = header.addresses
+    assert address.addr_spec == "reader@example.net"
+    assert not header.defects
+    # What the standard library's own folding gives, read back the same way (its
+    # reader keeps a space between two encoded words, and trims odd spacing).
+    username, _, domain = "reader@example.net".partition("@")
+    library = POLICY.header_factory("To", str(Address(name, username, domain))).fold(policy=POLICY)
+    theirs = to_header(library[len("To:") : -2]).addresses[0].display_name
+    if name.isascii() or " " in name:
+        assert address.display_name == theirs
+    else:  # where a long name is cut into encoded words may differ
+        assert address.display_name.replace(" ", "") == theirs.replace(" ", "") == name
+    if name == " ".join(name.split()) and len(name) <= 60:
+        assert address.display_name == name
+    line = f"To:{value}"
+    assert line.isascii() and "\n" not in line.replace("\r\n ", "")  # folds only
+    assert max(len(part) for part in line.split("\r\n")) <= (78 if len(name) <= 60 else 998)
+
+
+def to_header(value: str) -> Any:
+    """A To header's text as a mail reader parses it (unfolded first)."""
+    return parse(f"To:{value}\r\n\r\n".encode())["To"]
+
+
+def test_every_reader_of_one_digest_gets_their_own_values(seed_site: Site) -> None:
+    seed_site.write_config(digest={"from": "Test Site <news@example.com>"})
+    config = seed_site.config()
+    period = period_at(config, datetime(2025, 9, 10, tzinfo=UTC))
+    assert period is not None
+    published = load_site(config, period.due)[0].published
+    renderer = DigestRenderer(
+        config, period, post_views(config, published), web_url="https://example.com/d.html"
+    )
+    selection = group_posts(published, ())
+    builder = MessageBuilder(config)
+    people = [
+        recipient_for(config, i, f"r{i}@example.net", name, SECRET)
+        for i, name in enumerate(["Ann", "B & <C>", "山田 花子", "Dan"], start=1)
+    ]
+    for person in people:
+        content = renderer.prepare(selection, person)
+        assert isinstance(content, Filling)  # the built-in templates fill in
+        fast = parse(prepare(config, person, content, builder).data())
+        slow = parse(prepare(config, person, content.rendered()).data())
+        assert fast["To"] == slow["To"] and fast["To"].addresses[0].display_name == person.name
+        fast_parts, slow_parts = list(fast.iter_parts()), list(slow.iter_parts())
+        assert fast_parts[0].get_content() == slow_parts[0].get_content()
+        html = fast_parts[1].get_content()
+        assert collapsed(html) == collapsed(slow_parts[1].get_content())
+        assert collapsed(html) == collapsed(content.rendered().html)
+        assert person.unsubscribe_url in html and person.unsubscribe_url in fast["List-Unsubscribe"]
+        assert str(escape(person.name)) in html
+    # Far fewer lines than the template has: lines are refilled where that changes nothing.
+    message = prepare(config, people[0], renderer.prepare(selection, people[0]), builder).data()
+    html_part = message.split(b"Content-Type: text/html")[1]
+    assert html_part.count(b"\r\n") < content.rendered().html.count("\n") / 2
+
+
+def test_a_very_long_name_still_makes_a_valid_message(site: Site) -> None:
+    config = configured(site)
+    name = "長い名前" * 50  # 200 characters, 600 octets on the greeting line
+    rendered = RenderedDigest("Subject", f"<p>こんにちは{name}様</p>" * 3, f"{name} 様\n" * 2)
+    prepared = prepare(config, reader(config, name=name), rendered)
+    assert longest_line(prepared.data()) <= 998
+    message = parse(prepared.data())
+    # RFC 2047 joins adjacent encoded words; Python's reader leaves a space between them.
+    assert message["To"].addresses[0].display_name.replace(" ", "") == name
+    assert message.get_body(("html",)).get_content() == rendered.html  # type: ignore[union-attr]

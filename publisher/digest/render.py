@@ -10,6 +10,9 @@ split by what it depends on:
   links, so each distinct selection is rendered once, with unguessable slot
   markers where those values go, and its CSS is inlined once;
 * once per subscriber: the slots are filled in (escaped for HTML).
+  :meth:`DigestRenderer.prepare` hands out the template and the values
+  instead, so that the message builder can also do its own work once per
+  distinct digest and fill in bytes.
 
 A site's own template could transform a slot (``subscriber.name|upper``) or
 test it (``{% if subscriber.email.endswith(...) %}``), which would break the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -48,6 +52,8 @@ __all__ = [
     "PREVIEW_TOKEN",
     "TEXT_TEMPLATE",
     "DigestRenderer",
+    "DigestTemplate",
+    "Filling",
     "GroupView",
     "PostView",
     "Recipient",
@@ -253,24 +259,70 @@ def _head_order(html: str) -> str:
     return html[:start] + html[end:close] + html[start:end] + "\n" + html[close:]
 
 
-@dataclass
-class _Parts:
-    """A rendered text cut at its slots: literals at even indexes, slot names at odd."""
+@dataclass(frozen=True, eq=False)
+class DigestTemplate:
+    """One distinct digest with holes where each reader's values go.
 
-    pieces: list[str]
+    Each text is cut at its slots: literals at even indexes, slot names
+    (``name``, ``email``, ``unsubscribe``, ``preferences``) at odd ones. The
+    HTML takes HTML-escaped values, the subject and text the values as they are.
+    Compared by identity: a message builder may keep work of its own per template.
+    """
 
-    def fill(self, values: Mapping[str, str]) -> str:
-        out = self.pieces[:]
+    subject: tuple[str, ...]
+    html: tuple[str, ...]
+    text: tuple[str, ...]
+    marks: Mapping[str, str]  # slot name -> the unguessable marker it was rendered as
+    marker: re.Pattern[str]  # finds the markers; its one group is the slot name
+
+    def marked(self, pieces: tuple[str, ...]) -> str:
+        """``pieces`` joined again with a marker in each slot (see :meth:`cut`)."""
+        out = list(pieces)
         for i in range(1, len(out), 2):
-            out[i] = values[out[i]]
+            out[i] = self.marks[out[i]]
         return "".join(out)
+
+    def cut(self, text: str) -> tuple[str, ...]:
+        """A marked text cut at its markers, as the fields are: a transformation of
+        :meth:`marked` text that leaves the markers alone can be cut again."""
+        return tuple(self.marker.split(text))
+
+    def subject_for(self, filling: Filling) -> str:
+        """The subject for one reader."""
+        return _fill(self.subject, filling.values).strip()
+
+    def fill(self, filling: Filling) -> RenderedDigest:
+        """The digest for one reader."""
+        return RenderedDigest(
+            _fill(self.subject, filling.values).strip(),
+            _fill(self.html, filling.html_values),
+            _fill(self.text, filling.values),
+        )
+
+
+def _fill(pieces: tuple[str, ...], values: Mapping[str, str]) -> str:
+    out = list(pieces)
+    for i in range(1, len(out), 2):
+        out[i] = values[out[i]]
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Filling:
+    """A reader's digest as a template and the values that fill it."""
+
+    template: DigestTemplate
+    values: Mapping[str, str]  # slot name -> value, as the subject and text take it
+    html_values: Mapping[str, str]  # the same, HTML-escaped
+
+    def rendered(self) -> RenderedDigest:
+        """The filled-in subject, HTML and text."""
+        return self.template.fill(self)
 
 
 @dataclass
 class _Entry:
-    subject: _Parts
-    html: _Parts
-    text: _Parts
+    template: DigestTemplate
     verified: bool = False
     direct: bool = False
 
@@ -306,6 +358,7 @@ class DigestRenderer:
         self._slots = {name: f"PUBLISHER-SLOT-{nonce}-{name}" for name in _SLOT_NAMES}
         self._slot_re = re.compile(f"PUBLISHER-SLOT-{nonce}-({'|'.join(_SLOT_NAMES)})")
         self._cache: OrderedDict[Any, _Entry] = OrderedDict()
+        self._lock = threading.Lock()  # sender threads share the cache
         self.stats = {"distinct": 0, "direct": 0, "filled": 0}
 
     # --- context ---------------------------------------------------------------------------
@@ -384,6 +437,15 @@ class DigestRenderer:
 
     def render(self, selection: Selection, recipient: Recipient) -> RenderedDigest:
         """The digest ``selection`` for ``recipient``."""
+        prepared = self.prepare(selection, recipient)
+        return prepared.rendered() if isinstance(prepared, Filling) else prepared
+
+    def prepare(self, selection: Selection, recipient: Recipient) -> Filling | RenderedDigest:
+        """The digest ``selection`` for ``recipient``, as a template and values when it can.
+
+        A message builder can then do its own work once per template too; a
+        digest that cannot be filled in comes back rendered whole.
+        """
         values = {
             "name": recipient.name,
             "email": recipient.email,
@@ -392,38 +454,43 @@ class DigestRenderer:
         }
         # Templates may branch on whether a name is known; that is part of the key.
         key = (selection.key, bool(recipient.name))
-        entry = self._cache.get(key)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
         if entry is None:
             # An empty name stays empty: templates test it ({% if subscriber.name %}).
             slots = self._slots if recipient.name else {**self._slots, "name": ""}
             shared = self._render(selection, slots)
             entry = _Entry(
-                _Parts(self._slot_re.split(shared.subject)),
-                _Parts(self._slot_re.split(shared.html)),
-                _Parts(self._slot_re.split(shared.text)),
+                DigestTemplate(
+                    tuple(self._slot_re.split(shared.subject)),
+                    tuple(self._slot_re.split(shared.html)),
+                    tuple(self._slot_re.split(shared.text)),
+                    self._slots,
+                    self._slot_re,
+                )
             )
-            self._cache[key] = entry
-            self.stats["distinct"] += 1
-            if len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
+            with self._lock:
+                self._cache[key] = entry
+                self.stats["distinct"] += 1
+                if len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
         if entry.direct:
             self.stats["direct"] += 1
             return self._render(selection, values)
-        escaped = {name: str(escape(value)) for name, value in values.items()}
-        filled = RenderedDigest(
-            entry.subject.fill(values).strip(), entry.html.fill(escaped), entry.text.fill(values)
+        filling = Filling(
+            entry.template, values, {name: str(escape(value)) for name, value in values.items()}
         )
         if not entry.verified:
             direct = self._render(selection, values)
             entry.verified = True
-            if direct != filled:
+            if direct != filling.rendered():
                 entry.direct = True
                 self.stats["direct"] += 1
                 return direct
         self.stats["filled"] += 1
-        return filled
+        return filling
 
     def web_copy(self, selection: Selection) -> str:
         """The "view in browser" page: the digest without anyone's name or links."""
