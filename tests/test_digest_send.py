@@ -10,15 +10,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.backends import MemoryBackend
+from publisher.build import load_site
 from publisher.config import Config
-from publisher.digest.send import SendReport, send_digest
+from publisher.digest.period import period_at
+from publisher.digest.send import SendReport, plan_selections, send_digest
 from publisher.errors import (
     ConfigError,
     PermanentSendError,
     TemporarySendError,
     UncertainSendError,
 )
-from publisher.store import Store
+from publisher.store import Store, Subscriber
 from tests.conftest import Site
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -263,3 +265,22 @@ def test_sending_needs_the_secret(
     with MemoryBackend() as backend, pytest.raises(ConfigError, match="PUBLISHER_SECRET"):
         send_digest(news.config(), store, backend, now=W48)
     assert store.get_run("2026-W48") is None
+
+
+def test_planning_many_subscribers_at_once_is_planning_each_alone(news: Site) -> None:
+    config = news.config()
+    period = period_at(config, W49)
+    assert period is not None
+    published = load_site(config, W49)[0].published
+    # Joined around fire times (Mondays 08:00 Tokyo), right at them, and after this one.
+    moments = [W48 - timedelta(days=d, hours=h) for d in range(0, 24, 3) for h in (0, 1)]
+    moments += [W48 - timedelta(seconds=5), period.due, period.due + timedelta(minutes=1)]
+    readers = [
+        Subscriber(i, f"r{i}@example.net", "", (), "active", moment, moment, None)
+        for i, moment in enumerate(moments)
+    ]
+    together, _ = plan_selections(config, period, published, readers, lambda _id: set())
+    assert len({selection.post_ids for selection in together.values()}) > 1  # floors differ
+    for reader in readers:
+        alone, _ = plan_selections(config, period, published, [reader], lambda _id: set())
+        assert together.get(reader.id) == alone.get(reader.id), reader.created_at

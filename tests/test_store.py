@@ -314,6 +314,19 @@ def test_delivered_posts_accumulate_across_digests(ledger_store: Store) -> None:
     assert store.delivered_post_ids(ann.id) == {"p1", "p2", "p3"}
 
 
+def test_delivered_posts_of_many_subscribers_at_once(store: Store) -> None:
+    subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(3)]
+    for sub, posts in zip(subs[:2], (["p1", "p2"], ["p2"]), strict=True):
+        row = store.plan_send("2026-W49", sub.id, posts, f"<{sub.id}@x>", now=T0)
+        store.mark_sending(row.id, now=T0)
+        store.mark_sent(row.id, now=T0)
+    assert store.delivered_post_ids_by_subscriber(s.id for s in subs) == {
+        subs[0].id: {"p1", "p2"},
+        subs[1].id: {"p2"},
+        subs[2].id: set(),
+    }
+
+
 def test_failures_temporary_and_permanent(ledger_store: Store) -> None:
     store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)

@@ -21,19 +21,28 @@ What each failure does: a permanent one (5xx) fails that row and the run goes
 on; a temporary one puts the row back to pending for a later run; a backend
 that cannot work at all (login refused) stops the run; so do failures past
 ``smtp.error_threshold``, since at that point something is wrong for everyone.
+
+Speed: a backend that can send from several threads (the SMTP backend, one
+connection per thread, ``smtp.connections``) gets that many sender threads.
+SMTP is a conversation: after the message the client waits for the server's
+verdict, and meanwhile the other thread renders and records. Each thread
+takes the next item from one shared list and still claims its row in the
+ledger before sending, so no row is ever sent by two threads; a stop (the
+error threshold, a backend that cannot work, an exception, Ctrl-C) stops
+every thread after the message it has in hand, which is recorded as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 
-from publisher.backends.base import Backend
+from publisher.backends.base import Backend, Message
 from publisher.build import load_site
 from publisher.config import Config
-from publisher.digest.message import build_message, check_header, make_message_id, sender
+from publisher.digest.message import MessageBuilder, check_header, make_message_id
 from publisher.digest.period import Period, next_due, period_at, period_key
 from publisher.digest.render import DigestRenderer, RenderedDigest, post_views, recipient_for
 from publisher.digest.select import Selection, first_digest_floor, group_posts, select
@@ -85,6 +94,24 @@ def _joined(subscriber: Subscriber) -> datetime:
     return subscriber.confirmed_at or subscriber.created_at
 
 
+def _first_dues(config: Config, joined: Iterable[datetime]) -> dict[datetime, datetime]:
+    """The first scheduled digest at or after each time in ``joined``.
+
+    One schedule lookup per interval between fire times that holds someone's
+    joining, rather than one per subscriber: ten thousand subscribers who
+    joined in the same few weeks cost a few lookups.
+    """
+    found: dict[datetime, datetime] = {}
+    fire: datetime | None = None
+    for moment in sorted(set(joined)):
+        # The first fire at or after an earlier moment is also the first at or
+        # after this one, unless this one is past it.
+        if fire is None or moment > fire:
+            fire = next_due(config, moment - timedelta(microseconds=1))
+        found[moment] = fire
+    return found
+
+
 def plan_selections(
     config: Config,
     period: Period,
@@ -99,13 +126,11 @@ def plan_selections(
     chosen: dict[int, Selection] = {}
     nothing = 0
     window = config.digest.first_window
+    subscribers = list(subscribers)
+    first_dues = _first_dues(config, [_joined(s) for s in subscribers if _joined(s) <= period.due])
     for subscriber in subscribers:
         joined = _joined(subscriber)
-        first_due = (
-            next_due(config, joined - timedelta(microseconds=1))
-            if joined <= period.due
-            else period.due
-        )
+        first_due = first_dues[joined] if joined <= period.due else period.due
         floor = first_digest_floor(joined, period.due, first_due, window)
         selection = select(published, subscriber, delivered(subscriber.id), floor)
         if selection is None:
@@ -146,7 +171,8 @@ def send_digest(
     a dry run never uses it.
     """
     secret = secret if secret is not None else load_secret(config)
-    sender(config)  # a missing or malformed From stops the run before anything is planned
+    # A missing or malformed From stops the run before anything is planned.
+    builder = MessageBuilder(config)
     tick = clock or (lambda: now)
     period = period or period_at(config, now)
     if period is None:
@@ -167,8 +193,9 @@ def send_digest(
         if run is None and not dry_run:
             store.start_run(key, due_at=period.due, now=now)
         unplanned = [s for s in active.values() if s.id not in rows]
+        delivered = store.delivered_post_ids_by_subscriber(s.id for s in unplanned)
         planned, report.skipped = plan_selections(
-            config, period, posts.published, unplanned, store.delivered_post_ids
+            config, period, posts.published, unplanned, delivered.__getitem__
         )
         if planned and not dry_run:
             for row in store.plan_sends(
@@ -205,6 +232,7 @@ def send_digest(
             config,
             store,
             backend,
+            builder,
             report,
             period,
             todo,
@@ -264,10 +292,70 @@ def _work(
     return todo
 
 
+class _Shared:
+    """What the sender threads share: the work, the report, and whether to stop."""
+
+    def __init__(
+        self,
+        todo: list[_Item],
+        report: SendReport,
+        threshold: int,
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self._items: Iterator[_Item] = iter(todo)
+        self._total = len(todo)
+        self._done = 0
+        self._report = report
+        self._threshold = threshold
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._progress_lock = threading.Lock()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None  # the first exception a thread raised
+
+    def take(self) -> _Item | None:
+        """The next message to send, or None when all are taken or the run stops."""
+        with self._lock:
+            return None if self.stop.is_set() else next(self._items, None)
+
+    def record(self, outcome: str, problem: str = "", stopped: str = "") -> None:
+        """Count one message's outcome ("sent", "skipped", "failed", "uncertain")."""
+        report = self._report
+        with self._lock:
+            setattr(report, outcome, getattr(report, outcome) + 1)
+            if problem:
+                report.problems.append(problem)
+            if stopped and not report.stopped:
+                report.stopped = stopped
+            if not report.stopped and report.failed + report.uncertain > self._threshold:
+                report.stopped = (
+                    f"{report.failed + report.uncertain} messages failed, more than"
+                    f" smtp.error_threshold ({self._threshold}); the rest stay pending"
+                )
+            if report.stopped:
+                self.stop.set()
+
+    def progress(self) -> None:
+        """Tell the caller one more message is done (and recorded)."""
+        if self._on_progress is None:
+            return
+        with self._progress_lock:
+            self._done += 1
+            self._on_progress(self._done, self._total)
+
+    def fail(self, error: BaseException) -> None:
+        """A thread stopped on an exception: stop the others, keep the first to raise."""
+        with self._lock:
+            if self.error is None:
+                self.error = error
+        self.stop.set()
+
+
 def _deliver(
     config: Config,
     store: Store,
     backend: Backend,
+    builder: MessageBuilder,
     report: SendReport,
     period: Period,
     todo: list[_Item],
@@ -292,48 +380,63 @@ def _deliver(
         newest_first = sorted(shown.values(), key=lambda p: (p.date, p.id), reverse=True)
         write_web_copy(config, key, renderer.web_copy(group_posts(newest_first, ())))
 
-    threshold = config.smtp.error_threshold
-    for done, item in enumerate(todo, start=1):
-        subscriber = item.subscriber
-        recipient = recipient_for(config, subscriber.id, subscriber.email, subscriber.name, secret)
-        try:
-            message = build_message(
-                config,
-                recipient=recipient,
-                rendered=renderer.render(item.selection, recipient),
-                message_id=item.message_id,
-                now=tick(),
+    shared = _Shared(todo, report, config.smtp.error_threshold, on_progress)
+
+    def work() -> None:
+        while (item := shared.take()) is not None:
+            subscriber = item.subscriber
+            recipient = recipient_for(
+                config, subscriber.id, subscriber.email, subscriber.name, secret
             )
-        except PermanentSendError as exc:
-            # A header would carry a line break: refused, never sent.
-            report.failed += 1
-            report.problems.append(f"{subscriber.email}: failed: {exc}")
-            if not dry_run:
-                store.mark_failed(item.row_id, str(exc), now=tick())
-        else:
-            if dry_run:
-                report.sent += 1
+            try:
+                message = builder.prepare(
+                    recipient=recipient,
+                    content=renderer.prepare(item.selection, recipient),
+                    message_id=item.message_id,
+                    now=tick(),
+                )
+            except PermanentSendError as exc:
+                # A header would carry a line break: refused, never sent.
+                if not dry_run:
+                    store.mark_failed(item.row_id, str(exc), now=tick())
+                shared.record("failed", f"{subscriber.email}: failed: {exc}")
             else:
-                _send_one(store, backend, report, item.row_id, subscriber.email, message, tick)
-        if on_progress is not None:
-            on_progress(done, len(todo))
-        if report.stopped:
-            break
-        if report.failed + report.uncertain > threshold:
-            report.stopped = (
-                f"{report.failed + report.uncertain} messages failed, more than"
-                f" smtp.error_threshold ({threshold}); the rest stay pending"
-            )
-            break
+                if dry_run:
+                    shared.record("sent")
+                else:
+                    _send_one(store, backend, shared, item.row_id, subscriber.email, message, tick)
+            shared.progress()
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as exc:
+            shared.fail(exc)
+
+    count = 1 if dry_run else max(1, min(getattr(backend, "concurrency", 1), len(todo)))
+    helpers = [
+        threading.Thread(target=guarded, name=f"digest-sender-{i}", daemon=True)
+        for i in range(1, count)
+    ]
+    for thread in helpers:
+        thread.start()
+    try:
+        work()  # this thread sends too, so Ctrl-C lands in a sender
+    finally:
+        shared.stop.set()
+        for thread in helpers:
+            thread.join()
+    if shared.error is not None:
+        raise shared.error
 
 
 def _send_one(
     store: Store,
     backend: Backend,
-    report: SendReport,
+    shared: _Shared,
     row_id: int,
     email: str,
-    message: EmailMessage,
+    message: Message,
     tick: Callable[[], datetime],
 ) -> None:
     """Claim, hand over and record one message."""
@@ -341,30 +444,26 @@ def _send_one(
         store.mark_sending(row_id, now=tick())
     except StoreError:
         # Another process claimed it first; it is theirs to send.
-        report.skipped += 1
+        shared.record("skipped")
         return
     try:
         backend.send(message)
     except PermanentSendError as exc:
         store.mark_failed(row_id, str(exc), now=tick())
-        report.failed += 1
-        report.problems.append(f"{email}: failed: {exc}")
+        shared.record("failed", f"{email}: failed: {exc}")
     except TemporarySendError as exc:
         store.mark_pending(row_id, str(exc), now=tick())
-        report.failed += 1
-        report.problems.append(f"{email}: failed for now (will retry): {exc}")
+        shared.record("failed", f"{email}: failed for now (will retry): {exc}")
     except UncertainSendError as exc:
         # Left in "sending": it may have arrived, so only an operator may resend it.
-        report.uncertain += 1
-        report.problems.append(f"{email}: uncertain: {exc}")
+        shared.record("uncertain", f"{email}: uncertain: {exc}")
     except SendError as exc:
         # The backend cannot work at all (e.g. login refused): nothing was handed over.
         store.mark_pending(row_id, str(exc), now=tick())
-        report.failed += 1
-        report.stopped = str(exc)
+        shared.record("failed", stopped=str(exc))
     else:
         store.mark_sent(row_id, now=tick())
-        report.sent += 1
+        shared.record("sent")
 
 
 def _finish(store: Store, key: str, report: SendReport, tick: Callable[[], datetime]) -> None:
