@@ -30,6 +30,7 @@ PAGE = crlf(
     '<table role="presentation" style="width: 100%; max-width: 600px" class="a b">\n<tr>\n'
     '<td style="padding: 0 16px">\n' + "<p>Some words in a paragraph. " * 60 + "</p>\n"
     "<pre>keep\n  this   as it is</pre>\n<!--[if mso]>\n<table><tr><td>\n<![endif]-->\n"
+    "<svg><text>an svg\ntext</text></svg>\n"
     "</td>\n</tr>\n</table>\n</body>\n</html>\n"
 )
 
@@ -51,6 +52,7 @@ def test_what_keeps_its_white_space_is_left_alone() -> None:
         b"<style>\r\n  p { color: red; }\r\n</style>",
         b"<pre>keep\r\n  this   as it is</pre>",
         b"<!--[if mso]>\r\n<table><tr><td>\r\n<![endif]-->",
+        b"<svg><text>an svg\r\ntext</text></svg>",
         b'style="width: 100%; max-width: 600px"',  # quoted values
     ):
         assert kept in out
@@ -78,6 +80,8 @@ def test_no_line_break_where_css_would_not_read_it_as_a_space() -> None:
 def test_a_style_that_keeps_white_space_stops_every_change_in_text() -> None:
     page = crlf('<div style="white-space: pre-wrap">' + "a b " * 400 + "</div>")
     assert reflow_html(page, 200) is None
+    prefixed = crlf("<style>.x { white-space:-moz-pre-wrap }</style><div>" + "a b " * 400)
+    assert reflow_html(prefixed, 200) is None
     fine = crlf("<div>" + "a b " * 400 + "</div>")
     assert reflow_html(fine, 200) is not None
 

@@ -13,9 +13,9 @@ is invisible:
 
 * inside a start tag, between attributes (outside quoted values);
 * in text, when no element keeps its white space: outside ``<pre>``,
-  ``<textarea>``, ``<script>``, ``<style>``, ``<title>``, comments (Outlook's
-  conditional ones too) and declarations, and only when no style anywhere in
-  the document asks for ``white-space: pre...`` or ``break-spaces``;
+  ``<textarea>``, ``<script>``, ``<style>``, ``<title>``, ``<svg>``, ``<math>``,
+  comments (Outlook's conditional ones too) and declarations, and only when no
+  style in the document asks for ``white-space: pre...`` or ``break-spaces``;
 * and only between two ASCII characters: CSS drops a line break between two
   East Asian wide characters (or next to a zero-width space) where it keeps a
   space, so there the two are not the same.
@@ -42,9 +42,23 @@ _TOKEN = re.compile(
     rb"|<(/?)([A-Za-z][A-Za-z0-9:-]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>",
     re.S,
 )
-# Elements whose content keeps its white space, or is not HTML text at all.
-_KEEPING = frozenset({b"pre", b"textarea", b"script", b"style", b"title", b"xmp", b"listing"})
-_KEEPING_STYLE = re.compile(rb"white-space\s*:\s*(?:pre|break-spaces)", re.I)
+# Elements whose content keeps its white space, or is not HTML text at all (SVG text
+# drops line breaks where it keeps spaces).
+_KEEPING = frozenset(
+    {
+        b"pre",
+        b"textarea",
+        b"script",
+        b"style",
+        b"title",
+        b"xmp",
+        b"listing",
+        b"plaintext",
+        b"svg",
+        b"math",
+    }
+)
+_KEEPING_STYLE = re.compile(rb"white-space\s*:\s*(?:-[a-z]+-)?(?:pre|break-spaces)", re.I)
 _SPACE_IN_TAG = re.compile(rb"\"[^\"]*\"|'[^']*'|(\r\n|[ \t])")
 _SPACE = re.compile(rb"\r\n|[ \t]")
 
