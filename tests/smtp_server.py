@@ -118,6 +118,10 @@ class _Handler:
     ) -> list[str]:
         session.host_name = hostname  # aiosmtpd leaves this to the hook
         if session not in self.accepted:  # EHLO comes again after STARTTLS
+            limit = self.server.connection_limit
+            if limit is not None and self.server.connections >= limit:
+                await smtp.push("421 4.7.0 Too many connections, try again later")
+                _hang_up()
             self.accepted[session] = 0
             self.server._count_connection()
         if not self.server.eight_bit_mime:
@@ -240,6 +244,7 @@ class SmtpServer:
     ) -> None:
         self.port = 0
         self.messages_per_connection: int | None = None
+        self.connection_limit: int | None = None  # refuse (421) connections past this many
         self.eight_bit_mime = eight_bit_mime
         self._starttls = starttls
         self._implicit_tls = implicit_tls

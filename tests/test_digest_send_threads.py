@@ -44,7 +44,8 @@ def store(mailing: Site) -> Iterator[Store]:
 
 
 def send(config: Config, store: Store, **kw: object) -> SendReport:
-    with SmtpBackend(config.smtp, environ={}) as backend:
+    # Retries back off with no real wait: nothing here sleeps.
+    with SmtpBackend(config.smtp, environ={}, sleep=lambda _seconds: None) as backend:
         return send_digest(config, store, backend, now=W48, secret=SECRET, **kw)  # type: ignore[arg-type]
 
 
@@ -74,6 +75,16 @@ def test_two_connections_deliver_each_reader_exactly_once(
         assert text is not None and text["Content-Transfer-Encoding"] == "8bit"
         assert "AIの話" in text.get_content()
     assert send(mailing.config(), store).sent == 0  # asking again sends nothing
+
+
+def test_a_server_that_takes_one_connection_gets_everything_over_it(
+    mailing: Site, store: Store, smtp_server: SmtpServer
+) -> None:
+    smtp_server.connection_limit = 1
+    report = send(mailing.config(), store)
+    assert (report.sent, report.failed, report.stopped) == (40, 0, "")
+    assert copies(smtp_server) == Counter(dict.fromkeys(READERS, 1))
+    assert smtp_server.connections == 1
 
 
 def test_the_error_threshold_stops_both_threads(

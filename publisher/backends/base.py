@@ -16,6 +16,11 @@ tells the caller what to record in the send ledger:
 * :class:`~publisher.errors.SendError` itself (none of the above): the backend
   cannot work at all (TLS refused, login refused, server without STARTTLS):
   stop the run; every further message would fail the same way.
+
+A backend whose ``send`` may be called from several threads at once says how
+many with a ``concurrency`` attribute (the SMTP backend: ``smtp.connections``),
+and may offer ``connect()`` to open a new thread's connection before it takes
+any work; a sender uses one thread for any other backend.
 """
 
 from __future__ import annotations

@@ -167,6 +167,15 @@ class SmtpBackend:
 
     def __enter__(self) -> SmtpBackend:
         """Connect (with retries) so that a wrong host, TLS or login fails before any send."""
+        self.connect()
+        return self
+
+    def connect(self) -> None:
+        """Open the calling thread's connection now, with retries.
+
+        Raises TemporarySendError when the server cannot be reached (or keeps
+        refusing), SendError when it never could be (TLS, login).
+        """
         channel = self._channel()
         last = _Retry("no attempt made")
         for attempt in range(self.settings.max_retries + 1):
@@ -174,7 +183,7 @@ class SmtpBackend:
                 self._sleep(self._delay(attempt))
             try:
                 self._connection(channel)
-                return self
+                return
             except _Retry as exc:
                 last = exc
         raise TemporarySendError(

@@ -407,15 +407,23 @@ def _deliver(
                     _send_one(store, backend, shared, item.row_id, subscriber.email, message, tick)
             shared.progress()
 
-    def guarded() -> None:
+    def helper() -> None:
         try:
+            # A connection of its own first: a server that allows fewer connections
+            # than smtp.connections refuses this one, and the others carry on.
+            connect: Callable[[], None] | None = getattr(backend, "connect", None)
+            if connect is not None:
+                try:
+                    connect()
+                except SendError:
+                    return
             work()
         except BaseException as exc:
             shared.fail(exc)
 
     count = 1 if dry_run else max(1, min(getattr(backend, "concurrency", 1), len(todo)))
     helpers = [
-        threading.Thread(target=guarded, name=f"digest-sender-{i}", daemon=True)
+        threading.Thread(target=helper, name=f"digest-sender-{i}", daemon=True)
         for i in range(1, count)
     ]
     for thread in helpers:
