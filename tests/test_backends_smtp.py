@@ -107,6 +107,18 @@ def test_many_messages_travel_over_one_connection(smtp_server: SmtpServer, sleep
     assert sleeps == []
 
 
+def test_an_address_with_a_quoted_local_part_goes_through_as_smtplib_sends_it(
+    smtp_server: SmtpServer, sleeps: Sleeps
+) -> None:
+    with plain(smtp_server, sleeps) as backend:
+        backend.send(message('"ann lee"@example.com'))
+        backend.send(prepared("bob@example.com"))
+    assert [m.rcpt_tos for m in smtp_server.messages] == [
+        ('"ann lee"@example.com',),
+        ("bob@example.com",),
+    ]
+
+
 def test_bcc_is_envelope_only(smtp_server: SmtpServer, sleeps: Sleeps) -> None:
     msg = message("ann@example.com")
     msg["Bcc"] = "archive@example.com"

@@ -84,6 +84,27 @@ def _reply_text(code: int, reply: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}".strip()
 
 
+# An address smtplib would send as it is, in angle brackets.
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:@\"]+@[^\s<>()\[\]\\,;:@\"]+")
+
+
+def _command(
+    conn: smtplib.SMTP, verb: str, prefix: str, address: str, options: list[str]
+) -> tuple[int, bytes]:
+    """MAIL FROM or RCPT TO, as ``conn.mail``/``conn.rcpt`` send them.
+
+    Those parse every address again (email.utils.parseaddr), a tenth of the
+    client's time per message in a digest run; a plain address needs none of it.
+    """
+    if "SMTPUTF8" in options or not _PLAIN_ADDRESS.fullmatch(address):
+        if verb == "mail":
+            return conn.mail(address, options)
+        return conn.rcpt(address, options)
+    extra = "".join(f" {option}" for option in options) if conn.does_esmtp else ""
+    conn.putcmd(verb, f"{prefix}:<{address}>{extra}")
+    return conn.getreply()
+
+
 _STUFF = re.compile(rb"(?m)^\.")
 
 
@@ -436,7 +457,7 @@ class SmtpBackend:
         conn = self._connection(channel)
         options, data = block(channel.eight_bit)
         try:
-            code, reply = conn.mail(sender, options)
+            code, reply = _command(conn, "mail", "FROM", sender, options)
         except smtplib.SMTPNotSupportedError as exc:
             raise PermanentSendError(f"{who}: {exc} (MAIL FROM)") from exc
         except (smtplib.SMTPException, OSError) as exc:
@@ -447,10 +468,14 @@ class SmtpBackend:
             # normal, not a failure, so reconnect at once and carry on.
             conn = self._connection(channel)
             options, data = block(channel.eight_bit)
-            code, reply = self._call(channel, "MAIL FROM", lambda: conn.mail(sender, options))
+            code, reply = self._call(
+                channel, "MAIL FROM", lambda: _command(conn, "mail", "FROM", sender, options)
+            )
         self._check(channel, code, reply, "MAIL FROM", who, (250,))
         for recipient in recipients:
-            code, reply = self._call(channel, "RCPT TO", functools.partial(conn.rcpt, recipient))
+            code, reply = self._call(
+                channel, "RCPT TO", functools.partial(_command, conn, "rcpt", "TO", recipient, [])
+            )
             self._check(channel, code, reply, f"RCPT TO {recipient}", who, (250, 251))
 
         def start_data() -> tuple[int, bytes]:

@@ -221,7 +221,7 @@ def send_digest(
         elif row.status in ("sent", "failed") and row.subscriber_id in active:
             report.skipped += 1
 
-    todo = _work(store, report, rows, active, by_id, dry_run, tick)
+    todo = _work(store, report, rows, active, by_id, planned, dry_run, tick)
     if dry_run:
         todo += [
             _Item(0, active[sid], sel, make_message_id(config, key, sid))
@@ -266,10 +266,14 @@ def _work(
     rows: dict[int, LedgerRow],
     active: dict[int, Subscriber],
     by_id: dict[str, Post],
+    planned: dict[int, Selection],
     dry_run: bool,
     tick: Callable[[], datetime],
 ) -> list[_Item]:
-    """The pending rows that can still be sent; the others are closed as failed."""
+    """The pending rows that can still be sent; the others are closed as failed.
+
+    A row planned by this call reuses the selection it was planned from.
+    """
     todo: list[_Item] = []
     for sid, row in rows.items():
         if row.status != "pending":
@@ -279,7 +283,9 @@ def _work(
         if subscriber is None:
             reason = "not sent: the subscriber is no longer active"
         else:
-            selection = _selection_for(row, subscriber, by_id)
+            selection = planned.get(sid) or _selection_for(row, subscriber, by_id)
+            if selection.post_ids != row.post_ids:
+                selection = _selection_for(row, subscriber, by_id)
             if not selection.groups:
                 reason = "not sent: none of its posts is published any more"
         if reason:
