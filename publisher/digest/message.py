@@ -61,6 +61,7 @@ __all__ = [
     "build_message",
     "check_header",
     "list_id",
+    "mail_host",
     "make_message_id",
     "sender",
 ]
@@ -82,7 +83,8 @@ def check_header(name: str, value: str) -> str:
     return value
 
 
-def _host(config: Config) -> str:
+def mail_host(config: Config) -> str:
+    """The site's host name in ASCII (IDNA), for Message-IDs and List-IDs."""
     host = urlsplit(config.site.url).hostname or "localhost"
     try:
         return host.encode("idna").decode("ascii")
@@ -95,7 +97,7 @@ def make_message_id(config: Config, digest: str, subscriber_id: int) -> str:
     seed = f"{config.site.url}\x00{digest}\x00{subscriber_id}".encode()
     unique = hashlib.blake2b(seed, digest_size=12).hexdigest()
     safe_digest = "".join(c if c.isalnum() or c in "-." else "-" for c in digest)
-    return f"<digest.{safe_digest}.{unique}@{_host(config)}>"
+    return f"<digest.{safe_digest}.{unique}@{mail_host(config)}>"
 
 
 def _phrase(text: str) -> str:
@@ -110,7 +112,7 @@ def list_id(config: Config) -> str:
     configured = config.digest.list_id.strip()
     if configured:
         return configured if "<" in configured else f"<{configured.strip('<>')}>"
-    return f"{_phrase(config.site.title)} <digest.{_host(config)}>"
+    return f"{_phrase(config.site.title)} <digest.{mail_host(config)}>"
 
 
 def _address(key: str, value: str, config: Config) -> str:

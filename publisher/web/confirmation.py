@@ -11,26 +11,17 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from urllib.parse import urlsplit
 
 import jinja2
 
 from publisher.config import Config
-from publisher.digest.message import POLICY, check_header, sender
+from publisher.digest.message import POLICY, check_header, mail_host, sender
 from publisher.web.labels import labels_for
 
 __all__ = ["HTML_TEMPLATE", "TEXT_TEMPLATE", "confirmation_message"]
 
 TEXT_TEMPLATE = "confirm_email.txt.j2"
 HTML_TEMPLATE = "confirm_email.html.j2"
-
-
-def _host(config: Config) -> str:
-    host = urlsplit(config.site.url).hostname or "localhost"
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return "localhost"
 
 
 def confirmation_message(
@@ -62,7 +53,7 @@ def confirmation_message(
     )
     message["Date"] = format_datetime(now.astimezone(config.site.timezone))
     # A new id every time: each confirmation is a message of its own.
-    message["Message-ID"] = make_msgid("confirm", domain=_host(config))
+    message["Message-ID"] = make_msgid("confirm", domain=mail_host(config))
     # Asks vacation responders not to answer (RFC 3834).
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(text, subtype="plain", charset="utf-8", cte="base64")
