@@ -26,7 +26,7 @@ from publisher.parallel import map_chunks, worker_count
 from publisher.posts import Post, PostSet, read_body, split_posts
 from publisher.sources import read_posts
 
-__all__ = ["BuildResult", "build", "load_site"]
+__all__ = ["BuildResult", "build", "load_site", "settings_key"]
 
 
 @dataclass
@@ -53,8 +53,8 @@ class BuildResult:
         return len(self.written) + len(self.unchanged)
 
 
-def _settings_key(config: Config) -> str:
-    """What parsed posts depend on besides their bytes."""
+def settings_key(config: Config) -> str:
+    """What parsed posts depend on besides their bytes: a cache made with another is void."""
     return repr((__version__, str(config.site.timezone), config.permalink, config.site.url))
 
 
@@ -67,7 +67,7 @@ def load_site(
 ) -> tuple[PostSet, list[str], list[PostError], int]:
     """Read every post and split them at ``now``: (posts, warnings, stale errors, parsed count)."""
     now = now or datetime.now(UTC)
-    cache = cache or BuildCache(settings=_settings_key(config))
+    cache = cache or BuildCache(settings=settings_key(config))
     read = read_posts(config, cache, keep_last_good=keep_last_good, parallel=parallel)
     return split_posts(read.posts, read.errors, now), read.warnings, read.stale, read.parsed
 
@@ -188,7 +188,7 @@ def build(
     ``parallel`` lets a single-threaded caller (the command line) fork workers.
     """
     started = time.perf_counter()
-    settings = _settings_key(config)
+    settings = settings_key(config)
     if cache is None or cache.settings != settings:
         cache = (
             BuildCache.load(config.paths.cache, settings)

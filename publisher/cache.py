@@ -28,8 +28,11 @@ from publisher.posts import Post
 
 __all__ = ["BuildCache", "FileEntry", "entry_from_tuple", "entry_to_tuple"]
 
-_FORMAT = (3, __version__)
+_FORMAT = (4, __version__)
 _NAME = "build.marshal"
+_DELTA = "build.delta.marshal"
+# Past this many changed entries the base index is rewritten and the delta dropped.
+_MAX_DELTA = 500
 _DATE = Post._fields.index("date")
 _UPDATED = Post._fields.index("updated")
 
@@ -44,6 +47,7 @@ class FileEntry:
     result: Post | PostError
     last_good: Post | None = None  # kept so that a post broken by an edit stays in the feeds
     saved: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    dirty: bool = field(default=False, compare=False, repr=False)  # not yet in the index file
 
 
 def _post_to_tuple(post: Post) -> tuple[Any, ...]:
@@ -80,15 +84,15 @@ def entry_to_tuple(entry: FileEntry) -> tuple[Any, ...]:
     return (entry.mtime_ns, entry.size, entry.digest, outcome, good)
 
 
-def entry_from_tuple(values: tuple[Any, ...]) -> FileEntry:
-    """The inverse of :func:`entry_to_tuple`."""
+def entry_from_tuple(values: tuple[Any, ...], *, dirty: bool = False) -> FileEntry:
+    """The inverse of :func:`entry_to_tuple`; ``dirty`` marks a file just read, not yet saved."""
     mtime_ns, size, digest, (kind, payload), good = values
     result: Post | PostError = _post_from_tuple(payload) if kind == "post" else PostError(*payload)
     if good is True:
         last_good: Post | None = result if isinstance(result, Post) else None
     else:
         last_good = _post_from_tuple(good) if good is not None else None
-    return FileEntry(mtime_ns, size, digest, result, last_good, saved=values)
+    return FileEntry(mtime_ns, size, digest, result, last_good, saved=values, dirty=dirty)
 
 
 def _body_name(key: tuple[str, str]) -> str:
@@ -99,9 +103,12 @@ def _body_name(key: tuple[str, str]) -> str:
 class BuildCache:
     """Everything a build may reuse from the last one with the same settings.
 
-    Parsed posts and output fingerprints live in one small file that every
-    build reads. Rendered bodies are large and a warm build needs few of them,
-    so each lives in a file of its own under ``bodies/``, read on demand.
+    Parsed posts and output fingerprints live in an index that every build
+    reads: a base file, rewritten now and then, and a small delta file with the
+    entries changed since, so that a warm build after one edit writes a few
+    kilobytes instead of the whole index. Rendered bodies are large and a warm
+    build needs few of them, so each lives in a file of its own under
+    ``bodies/``, read on demand.
     """
 
     settings: str = ""
@@ -111,6 +118,9 @@ class BuildCache:
     _bodies: dict[tuple[str, str], Rendered] = field(default_factory=dict, repr=False)
     _unsaved: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _kept: set[str] | None = field(default=None, repr=False)  # body file names to keep
+    _token: str = field(default="", repr=False)  # names the base file the delta applies to
+    _delta: dict[str, tuple[Any, ...] | None] = field(default_factory=dict, repr=False)
+    _indexed: set[str] = field(default_factory=set, repr=False)  # sources the index holds
 
     def get_body(self, key: tuple[str, str]) -> Rendered | None:
         """The rendered body stored under ``key``, from memory or from its file."""
@@ -139,16 +149,37 @@ class BuildCache:
     def load(cls, folder: Path, settings: str) -> BuildCache:
         """The cache in ``folder`` if it was made with the same ``settings``, else an empty one."""
         try:
-            stored = marshal.loads((folder / _NAME).read_bytes())
-            format_, stored_settings, files, feeds = stored
+            format_, stored_settings, token, files, feeds = marshal.loads(
+                (folder / _NAME).read_bytes()
+            )
             if format_ != _FORMAT or stored_settings != settings:
                 # Post URLs, dates and ids depend on the settings: start cold.
                 return cls(settings=settings, folder=folder)
+            delta: dict[str, tuple[Any, ...] | None] = {}
+            try:
+                raw = (folder / _DELTA).read_bytes()
+            except FileNotFoundError:
+                raw = b""
+            if raw:
+                # A delta that cannot be read makes the whole cache untrustworthy
+                # (its fingerprints may be the newest): the error below runs cold.
+                d_format, d_settings, d_token, changes, d_feeds = marshal.loads(raw)
+                # Another token means a newer base was written after this delta.
+                if (d_format, d_settings, d_token) == (_FORMAT, settings, token):
+                    delta, feeds = dict(changes), d_feeds
+            for source, entry in delta.items():
+                if entry is None:
+                    files.pop(source, None)
+                else:
+                    files[source] = entry
             return cls(
                 settings=settings,
                 files={source: entry_from_tuple(entry) for source, entry in files.items()},
                 feeds=dict(feeds),
                 folder=folder,
+                _token=token,
+                _delta=delta,
+                _indexed=set(files),
             )
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             return cls(settings=settings, folder=folder)
@@ -161,8 +192,13 @@ class BuildCache:
         """
         if self.folder is None:
             return
-        files = {source: entry_to_tuple(entry) for source, entry in self.files.items()}
-        data = marshal.dumps((_FORMAT, self.settings, files, self.feeds))
+        changes = dict(self._delta)
+        for source, entry in self.files.items():
+            if entry.dirty or entry.saved is None:
+                entry.saved = changes[source] = entry_to_tuple(entry)
+                entry.dirty = False
+        for source in self._indexed - self.files.keys():
+            changes[source] = None
         bodies = self.folder / "bodies"
         with contextlib.suppress(OSError):
             bodies.mkdir(parents=True, exist_ok=True)
@@ -176,8 +212,25 @@ class BuildCache:
                 for name in os.listdir(bodies):
                     if name not in self._kept:
                         (bodies / name).unlink(missing_ok=True)
-            # Replaced atomically but not fsynced: after a power cut a torn cache
-            # fails to load and the next build simply runs cold.
-            tmp = self.folder / f".{_NAME}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, self.folder / _NAME)
+            # Files are replaced atomically but not fsynced: after a power cut a
+            # torn cache fails to load and the next build simply runs cold.
+            if self._token and len(changes) <= _MAX_DELTA:
+                data = marshal.dumps((_FORMAT, self.settings, self._token, changes, self.feeds))
+                _replace(self.folder / _DELTA, data)
+                self._delta = changes
+            else:
+                token = os.urandom(8).hex()
+                files = {source: entry_to_tuple(entry) for source, entry in self.files.items()}
+                _replace(
+                    self.folder / _NAME,
+                    marshal.dumps((_FORMAT, self.settings, token, files, self.feeds)),
+                )
+                (self.folder / _DELTA).unlink(missing_ok=True)
+                self._token, self._delta = token, {}
+            self._indexed = set(self.files)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -90,7 +90,7 @@ def read_posts(
             entries[label + name] = entry
     workers = worker_count(len(todo)) if parallel else 1
     for name, values in map_chunks(partial(_read_chunk, config, label), todo, workers):
-        entries[label + name] = entry_from_tuple(values)
+        entries[label + name] = entry_from_tuple(values, dirty=True)
     result.parsed = len(todo)
 
     for source in sorted(entries):
