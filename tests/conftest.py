@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from publisher.config import Config, load_config
+from tests.databases import postgres_schema, postgres_url, store_url  # noqa: F401
 from tests.smtp_server import smtp_server  # noqa: F401  (a real SMTP server, for any test)
 
 REPO = Path(__file__).resolve().parent.parent

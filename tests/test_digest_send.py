@@ -1,4 +1,5 @@
-"""The send loop against a real SQLite store and the in-memory backend."""
+"""The send loop against a real store (SQLite, and PostgreSQL when given) and the in-memory
+backend."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ SECRET = b"send test secret"
 
 
 @pytest.fixture
-def news(site: Site) -> Site:
-    site.write_config(digest={"from": "Test Site <news@example.com>"})
+def news(site: Site, store_url: str) -> Site:
+    """The site, its store on each backend (tests/databases.py)."""
+    site.write_config(digest={"from": "Test Site <news@example.com>"}, store={"url": store_url})
     site.post("2026-11-20-python-news.md", "title: Python news\ncategories: [Python]")
     site.post("2026-11-21-ai.md", "title: AIの話\ncategories: [AI技術]", "本文です。\n")
     site.post("2026-11-01-old.md", "title: Old news\ncategories: [Python]")

@@ -25,8 +25,10 @@ PERIOD = "2026-W48"
 
 
 @pytest.fixture
-def mailing(site: Site, smtp_server: SmtpServer) -> Site:
+def mailing(site: Site, smtp_server: SmtpServer, store_url: str) -> Site:
+    """The site sending through the test server, its store on each backend."""
     site.write_config(
+        store={"url": store_url},
         digest={"from": "Test Site <news@example.com>", "backend": "smtp"},
         smtp=smtp_server.config(connections=2, max_retries=1, error_threshold=3),
     )

@@ -20,6 +20,9 @@ and the test knows which. With two sender threads the other thread may hold a
 claimed message of its own at the moment of the kill, so one or two are in
 doubt; the guarantee is the same: each is settled by the operator from what
 the server saw, and nobody gets two copies.
+
+Each case runs on SQLite and on PostgreSQL (when PUBLISHER_TEST_POSTGRES_URL is
+set): a killed client's open transaction must come to nothing on both.
 """
 
 from __future__ import annotations
@@ -91,10 +94,11 @@ def uncertain_in(stderr: str) -> list[str]:
     ("kill_at", "mode"), [(1, "before"), (5, "after"), (17, "before"), (30, "before")]
 )
 def test_a_killed_send_delivers_each_subscriber_exactly_once(
-    seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str
+    seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str, store_url: str
 ) -> None:
     site, server = seed_site, killing_server
     site.write_config(
+        store={"url": store_url},
         digest={"from": "Test Site <news@example.com>", "backend": "smtp"},
         smtp=server.config(max_retries=1, connections=1),
     )
@@ -158,10 +162,11 @@ def test_a_killed_send_delivers_each_subscriber_exactly_once(
 
 @pytest.mark.parametrize(("kill_at", "mode"), [(5, "after"), (17, "before")])
 def test_a_killed_send_with_two_connections_still_delivers_exactly_once(
-    seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str
+    seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str, store_url: str
 ) -> None:
     site, server = seed_site, killing_server
     site.write_config(
+        store={"url": store_url},
         digest={"from": "Test Site <news@example.com>", "backend": "smtp"},
         smtp=server.config(max_retries=1, connections=2),
     )

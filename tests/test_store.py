@@ -1,4 +1,8 @@
-"""The store against a real SQLite file: subscribers, the send ledger, digest runs."""
+"""The store on a real SQLite file and a real PostgreSQL server: subscribers, ledger, runs.
+
+Tests taking ``store`` or ``store_url`` run once per backend (tests/databases.py);
+the PostgreSQL cases need PUBLISHER_TEST_POSTGRES_URL and are skipped without it.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from publisher.errors import StoreError
 from publisher.store import SCHEMA_VERSION, Store, email_problem, normalize_email
@@ -23,23 +29,39 @@ T1 = T0 + timedelta(minutes=5)
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "publisher.db"
+    """A SQLite file, for the tests of what only SQLite has."""
+    db = tmp_path / "state" / "publisher.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return db
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with Store(f"sqlite:///{db}") as opened:
+def store(store_url: str) -> Iterator[Store]:
+    with Store(store_url) as opened:
         yield opened
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
 def ledger_store(request: pytest.FixtureRequest, db: Path) -> Iterator[Store]:
-    """A SQLite file (its own fast send path) or an in-memory database (through SQLAlchemy,
-    as every other database goes): the ledger must behave the same on both."""
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with Store(f"sqlite:///{db}" if request.param == "file" else "sqlite://") as opened:
+    """A SQLite file (its own fast send path), an in-memory SQLite database or PostgreSQL
+    (both through SQLAlchemy): the ledger must behave the same on all three."""
+    if request.param == "postgresql":
+        url = str(request.getfixturevalue("postgres_url"))
+    else:
+        url = f"sqlite:///{db}" if request.param == "sqlite-file" else "sqlite://"
+    with Store(url) as opened:
         yield opened
+
+
+@contextmanager
+def raw_database(url: str) -> Iterator[sa.Connection]:
+    """A connection of its own to the store's database, behind the store's back."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 # --- email addresses ----------------------------------------------------------------------
@@ -209,22 +231,20 @@ def test_planning_is_idempotent(store: Store) -> None:
 
 
 def test_the_database_itself_refuses_a_second_row_per_digest_and_subscriber(
-    store: Store, db: Path
+    store: Store, store_url: str
 ) -> None:
     ann = store.add_subscriber("ann@example.com", now=T0)
     store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
-    raw = sqlite3.connect(db)
-    try:
-        with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-            raw.execute(
+    with raw_database(store_url) as raw, pytest.raises(sa.exc.IntegrityError, match=r"(?i)unique"):
+        raw.execute(
+            sa.text(
                 "INSERT INTO send_ledger (digest, subscriber_id, email, status, post_ids,"
                 " message_id, attempts, error, created_at, updated_at)"
-                " VALUES ('2026-W49', ?, 'ann@example.com', 'pending', '[]', '<m2@x>', 0, '',"
-                " '2026-11-30 08:00:00', '2026-11-30 08:00:00')",
-                (ann.id,),
-            )
-    finally:
-        raw.close()
+                " VALUES ('2026-W49', :id, 'ann@example.com', 'pending', '[]', '<m2@x>', 0, '',"
+                " '2026-11-30 08:00:00', '2026-11-30 08:00:00')"
+            ),
+            {"id": ann.id},
+        )
 
 
 def test_plan_sends_plans_many_in_one_go_and_keeps_existing_rows(store: Store) -> None:
@@ -283,20 +303,29 @@ def test_mark_sent_needs_a_claim_first(ledger_store: Store) -> None:
     assert store.delivered_post_ids(ann.id) == set()
 
 
-def test_mark_sent_is_atomic_with_the_delivered_posts(store: Store, db: Path) -> None:
+REFUSE_DELIVERIES = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries"
+        " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+        "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_delivery()",
+    ],
+}
+
+
+def test_mark_sent_is_atomic_with_the_delivered_posts(store: Store, store_url: str) -> None:
     ann = store.add_subscriber("ann@example.com", now=T0)
     row = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@x>", now=T0)
     store.mark_sending(row.id, now=T0)
     # Make the second half of mark_sent fail inside the database.
-    raw = sqlite3.connect(db)
-    try:
-        raw.execute(
-            "CREATE TRIGGER refuse_delivery BEFORE INSERT ON deliveries"
-            " BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-        )
+    with raw_database(store_url) as raw:
+        for statement in REFUSE_DELIVERIES[raw.dialect.name]:
+            raw.exec_driver_sql(statement)
         raw.commit()
-    finally:
-        raw.close()
     with pytest.raises(StoreError, match="disk says no"):
         store.mark_sent(row.id, now=T1)
     still = store.get_ledger_row(row.id)
@@ -403,8 +432,8 @@ def test_digest_runs(store: Store) -> None:
 # --- the database file --------------------------------------------------------------------
 
 
-def test_two_stores_on_one_file_see_each_others_commits(db: Path, store: Store) -> None:
-    with Store(f"sqlite:///{db}") as other:
+def test_two_stores_on_one_database_see_each_others_commits(store_url: str, store: Store) -> None:
+    with Store(store_url) as other:
         ann = store.add_subscriber("ann@example.com", now=T0)
         assert other.get_subscriber("ann@example.com") == ann
         row = other.plan_send("2026-W49", ann.id, ["p1"], "<m@x>", now=T0)
@@ -440,12 +469,12 @@ CLAIMER = textwrap.dedent(
 )
 
 
-def test_two_processes_never_claim_the_same_row(db: Path, store: Store) -> None:
+def test_two_processes_never_claim_the_same_row(store_url: str, store: Store) -> None:
     subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(60)]
     store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T0)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, f"sqlite:///{db}"],
+            [sys.executable, "-c", CLAIMER, store_url],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -503,16 +532,13 @@ def test_open_from_config_creates_the_folder_relative_to_the_site(site: Site) ->
     assert (site.root / "var" / "db" / "subscribers.db").is_file()
 
 
-def test_a_newer_schema_is_refused_with_a_clear_message(db: Path, store: Store) -> None:
+def test_a_newer_schema_is_refused_with_a_clear_message(store_url: str, store: Store) -> None:
     store.close()
-    raw = sqlite3.connect(db)
-    try:
-        raw.execute("UPDATE publisher_meta SET value = '99' WHERE key = 'schema_version'")
+    with raw_database(store_url) as raw:
+        raw.exec_driver_sql("UPDATE publisher_meta SET value = '99' WHERE key = 'schema_version'")
         raw.commit()
-    finally:
-        raw.close()
     with pytest.raises(StoreError, match="schema version 99 is newer than this publisher"):
-        Store(f"sqlite:///{db}")
+        Store(store_url)
 
 
 def test_errors_of_the_database_become_one_line(tmp_path: Path) -> None:
@@ -530,12 +556,13 @@ def test_a_closed_store_says_so(store: Store) -> None:
         store.list_subscribers()
 
 
-def test_wal_mode_and_foreign_keys(store: Store, db: Path) -> None:
+def test_wal_mode_and_foreign_keys(db: Path) -> None:
+    store = Store(f"sqlite:///{db}")
     raw = sqlite3.connect(db)
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         raw.close()
-    with store._tx() as conn:  # the pragmas are per connection: check the store's own
+    with store, store._tx() as conn:  # the pragmas are per connection: check the store's own
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000

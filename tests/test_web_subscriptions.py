@@ -58,10 +58,12 @@ class Clock:
 
 
 @pytest.fixture
-def config(site: Site) -> Config:
+def config(site: Site, store_url: str) -> Config:
+    """The site, its store on each backend (tests/databases.py)."""
     site.write_config(
         site={"email": "News <news@example.com>", "title": "テストサイト"},
         server={"base_url": "https://news.example.com/"},
+        store={"url": store_url},
     )
     return site.config()
 
