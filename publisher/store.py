@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -288,7 +289,9 @@ _deliveries = sa.Table(
         sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    sa.Column("post_id", sa.String(255), primary_key=True),
+    # Unbounded: an id holds the post's file name percent-encoded (nine characters for
+    # each Japanese one), and PostgreSQL, unlike SQLite, enforces a VARCHAR's length.
+    sa.Column("post_id", sa.Text, primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("delivered_at", _UtcDateTime, nullable=False),
 )
@@ -458,6 +461,31 @@ class _Conflict(StoreError):
     """A constraint refused a write (a duplicate, usually): the caller names the record."""
 
 
+def _detail(exc: BaseException) -> str:
+    """A database error as one line: PostgreSQL's (libpq's) messages span several."""
+    return " ".join(str(getattr(exc, "orig", None) or exc).split())
+
+
+# Held while the tables are created, so that processes opening a new PostgreSQL
+# database at once do not all create them (SQLite's BEGIN IMMEDIATE does this there).
+_SCHEMA_LOCK = 0x7075_626C_6973_6872  # "publishr"
+
+
+def _add_deliveries(dialect: str) -> sa.Insert:
+    """The insert of delivered posts, leaving alone a row another transaction added meanwhile.
+
+    Under PostgreSQL's READ COMMITTED, two transactions (two digests that carry the
+    same post to one subscriber, or an operator's ``resolve``) can both find a post
+    undelivered; ON CONFLICT makes the second wait for the first and keep its row
+    instead of failing ``mark_sent`` for a message the server already accepted.
+    """
+    if dialect == "postgresql":
+        return postgresql.insert(_deliveries).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(_deliveries).on_conflict_do_nothing()
+    return _deliveries.insert()
+
+
 def _sqlite_engine(url: sa.URL) -> Engine:
     memory = url.database in (None, "", ":memory:")
     engine = sa.create_engine(
@@ -613,8 +641,9 @@ class Store:
             else:
                 self._engine = sa.create_engine(parsed, pool_pre_ping=True)
         except (sa.exc.SQLAlchemyError, ImportError) as exc:
-            raise StoreError(f"store {self.url}: cannot open: {exc}") from exc
+            raise StoreError(f"store {self.url}: cannot open: {_detail(exc)}") from exc
         self._closed = False
+        self._add_deliveries = _add_deliveries(self._engine.dialect.name)
         # The send path's own connection (SQLite files only), opened on first use.
         self._fast_wanted = parsed.get_backend_name() == "sqlite" and parsed.database not in (
             None,
@@ -680,10 +709,9 @@ class Store:
                     yield conn
         except sa.exc.IntegrityError as exc:
             # Callers that expect a conflict turn this into a message naming the record.
-            raise _Conflict(f"store {self.url}: {exc.orig}") from exc
+            raise _Conflict(f"store {self.url}: {_detail(exc)}") from exc
         except sa.exc.SQLAlchemyError as exc:
-            detail = getattr(exc, "orig", None) or exc
-            raise StoreError(f"store {self.url}: {detail}") from exc
+            raise StoreError(f"store {self.url}: {_detail(exc)}") from exc
 
     def _send_path(self) -> _SqliteSendPath | None:
         """The fast connection for ledger status changes, or None to go through SQLAlchemy.
@@ -700,11 +728,13 @@ class Store:
                 try:
                     self._fast = _SqliteSendPath(self._engine, self.url)
                 except sa.exc.SQLAlchemyError as exc:
-                    raise StoreError(f"store {self.url}: {getattr(exc, 'orig', exc)}") from exc
+                    raise StoreError(f"store {self.url}: {_detail(exc)}") from exc
             return self._fast
 
     def _create_schema(self) -> None:
         with self._tx(write=True) as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
             _metadata.create_all(conn)
             found = conn.execute(
                 sa.select(_meta.c.value).where(_meta.c.key == "schema_version")
@@ -986,7 +1016,7 @@ class Store:
         missing = [p for p in post_ids if p not in have]
         if missing:
             conn.execute(
-                _deliveries.insert(),
+                self._add_deliveries,
                 [
                     {
                         "subscriber_id": row.subscriber_id,
@@ -994,7 +1024,8 @@ class Store:
                         "digest": row.digest,
                         "delivered_at": now,
                     }
-                    for post_id in missing
+                    # Sorted: concurrent transactions take the keys' locks in one order.
+                    for post_id in sorted(missing)
                 ],
             )
 

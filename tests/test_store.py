@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -356,6 +357,21 @@ def test_delivered_posts_of_many_subscribers_at_once(store: Store) -> None:
     }
 
 
+def test_a_post_id_longer_than_255_characters_is_delivered(ledger_store: Store) -> None:
+    # A post's id holds its file name percent-encoded: nine characters for each
+    # Japanese one, so an ordinary Japanese title passes 255 characters.
+    name = "2026-11-20-" + "クラウドAI投資競争の最前線" * 3
+    long_id = "tag:example.com,2026-11-20:" + quote(name)
+    assert len(long_id) > 300
+    store = ledger_store
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    row = store.plan_send("2026-W49", ann.id, [long_id, "p1"], "<m1@x>", now=T0)
+    store.mark_sending(row.id, now=T1)
+    store.mark_sent(row.id, now=T1)
+    assert store.delivered_post_ids(ann.id) == {long_id, "p1"}
+    assert store.ledger("2026-W49", "sent")[0].post_ids == (long_id, "p1")
+
+
 def test_failures_temporary_and_permanent(ledger_store: Store) -> None:
     store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
@@ -522,6 +538,37 @@ def test_two_threads_of_one_store_never_claim_the_same_row(store: Store) -> None
     assert not set(claimed[0]) & set(claimed[1])
     assert sorted(claimed[0] + claimed[1]) == [r.id for r in rows]
     assert [r.attempts for r in store.ledger("2026-W49", "sent")] == [1] * 60
+
+
+def test_processes_opening_an_empty_database_at_once_all_get_the_schema(
+    store_url: str,
+) -> None:
+    # ``publisher run`` and ``publisher serve`` started together on a new database:
+    # each creates the tables it does not see yet.
+    opened: list[Store] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            opened.append(Store(store_url))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert errors == []
+        assert [store.schema_version for store in opened] == [SCHEMA_VERSION] * 4
+        opened[0].add_subscriber("ann@example.com", now=T0)
+        assert [len(store.list_subscribers()) for store in opened] == [1] * 4
+    finally:
+        for store in opened:
+            store.close()
 
 
 def test_open_from_config_creates_the_folder_relative_to_the_site(site: Site) -> None:
