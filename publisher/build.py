@@ -261,6 +261,7 @@ def build(
             cache.feeds = fingerprints
             cache.save()
         cache.feeds = fingerprints
+    cache.close()
     result.written = writer.written
     result.unchanged = writer.unchanged
     result.cache = cache
