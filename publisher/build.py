@@ -37,6 +37,7 @@ class BuildResult:
     scopes: list[Scope] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     stale: list[PostError] = field(default_factory=list)
     parsed: int = 0
@@ -256,6 +257,9 @@ def build(
         for output, data in documents:
             writer.write(output.relative, data, output.owner)
         fingerprints = {o.relative: o.fingerprint for o in outputs}
+        # A feed this build no longer makes (its category is gone, or a format was
+        # turned off) would otherwise stay online, frozen, for its readers.
+        result.removed = writer.remove_stale(sorted(cache.feeds.keys() - fingerprints.keys()))
         changed = result.parsed or result.rendered or set(cache.files) != files_before
         if use_cache and (changed or fingerprints != cache.feeds):
             cache.feeds = fingerprints

@@ -118,6 +118,7 @@ def _report_build(result: Any, verb: str) -> None:
         f" {len(posts.drafts)} drafts) in {result.seconds:.2f}s"
         + (
             f": {len(result.written)} files written, {len(result.unchanged)} unchanged"
+            + (f", {len(result.removed)} removed" if result.removed else "")
             if verb == "built"
             else ""
         )

@@ -96,3 +96,31 @@ class OutputWriter:
         atomic_write(target, data)
         self.written.append(relative)
         return target
+
+    def remove_stale(self, relatives: list[str]) -> list[str]:
+        """Delete files an earlier build wrote and this one does not; returns those removed.
+
+        Only paths this writer did not claim, inside the output folder; folders
+        left empty are removed too.
+        """
+        removed = []
+        for relative in relatives:
+            try:
+                target = safe_join(self.root, relative)
+            except OutputError:
+                continue
+            if target.as_posix() in self.claimed:
+                continue
+            try:
+                target.unlink()
+            except OSError:
+                continue
+            removed.append(relative)
+            folder = target.parent
+            while folder != self.root and folder.is_relative_to(self.root):
+                try:
+                    folder.rmdir()  # only succeeds when empty
+                except OSError:
+                    break
+                folder = folder.parent
+        return removed

@@ -277,3 +277,23 @@ def test_w3c_feed_validator_finds_no_errors_or_warnings(tmp_path: Path) -> None:
     for path in sorted((tmp_path / "public").rglob("*.xml")):
         result = subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{path}:\n{result.stdout}{result.stderr}"
+
+
+def test_a_feed_no_longer_made_is_removed_not_left_frozen(site: Site) -> None:
+    site.post("2025-01-01-a.md", "title: A\ncategories: [Old Name]")
+    assert site.run("build").returncode == 0
+    old = site.output / "categories" / "old-name"
+    assert (old / "atom.xml").exists()
+    site.post("2025-01-01-a.md", "title: A\ncategories: [New Name]")
+    run = site.run("build")
+    assert run.returncode == 0
+    assert "3 removed" in run.stdout
+    assert not old.exists()
+    assert (site.output / "categories" / "new-name" / "atom.xml").exists()
+    listed = (site.output / "feeds.opml").read_text("utf-8")
+    assert "old-name" not in listed and "new-name" in listed
+    # Files the build never wrote are the user's: left alone.
+    (site.output / "robots.txt").write_text("User-agent: *\n", "utf-8")
+    site.write_config(feeds={"formats": ["atom"]})
+    assert "4 removed" in site.run("build").stdout  # rss.xml and feed.json, twice
+    assert (site.output / "robots.txt").exists()
