@@ -255,7 +255,7 @@ def parse_post(
         pattern, slug=slug, date=date, categories=[c.lower().replace("/", "-") for c in categories]
     )
 
-    explicit_id = get("id", _text, "") or get("guid", _text, "")
+    explicit_id = clean("id", get("id", _text, "") or get("guid", _text, ""))
     host = _host(site_url)
     day = prefix.group(1) if prefix else date.strftime("%Y-%m-%d")
     # The id comes from the file's path, never from its text, so editing a post's
