@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -486,6 +487,27 @@ def _add_deliveries(dialect: str) -> sa.Insert:
     return _deliveries.insert()
 
 
+def _set_wal(cursor: Any) -> None:
+    """Switch a database to WAL, waiting while another process switches it.
+
+    Changing the journal mode needs the database to itself and SQLite answers
+    "database is locked" at once instead of calling the busy handler, so
+    several processes opening a new database together (``publisher run`` and
+    ``publisher serve`` started at once) retry here within the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 def _sqlite_engine(url: sa.URL) -> Engine:
     memory = url.database in (None, "", ":memory:")
     engine = sa.create_engine(
@@ -503,9 +525,9 @@ def _sqlite_engine(url: sa.URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            if not memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if not memory:
+                _set_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             # FULL: a commit survives a power cut too, so a message marked sent stays sent.
             cursor.execute("PRAGMA synchronous=FULL")
@@ -1088,32 +1110,9 @@ class Store:
 
     def start_run(self, digest: str, *, due_at: datetime, now: datetime) -> DigestRun:
         """Record that the run for this period started; if it exists, return it unchanged."""
-        for _attempt in range(2):
-            try:
-                with self._tx(write=True) as conn:
-                    found = conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).first()
-                    if found is not None:
-                        return _run(found)
-                    conn.execute(
-                        _runs.insert().values(
-                            digest=digest,
-                            due_at=due_at,
-                            started_at=now,
-                            finished_at=None,
-                            status="running",
-                            sent=0,
-                            skipped=0,
-                            failed=0,
-                            uncertain=0,
-                            note="",
-                        )
-                    )
-                    return _run(
-                        conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).one()
-                    )
-            except _Conflict:
-                continue  # another process started it first: return theirs
-        raise StoreError(f"digest {digest}: cannot start run (conflicting writers)")
+        return self._insert_run(
+            digest, due_at=due_at, started_at=now, finished_at=None, status="running", note=""
+        )
 
     def skip_run(self, digest: str, *, due_at: datetime, note: str, now: datetime) -> DigestRun:
         """Record in one transaction that this period is skipped; an existing run wins.
@@ -1121,6 +1120,12 @@ class Store:
         One write, not start_run then finish_run: a process killed between the
         two would leave a "running" period that the next start would send late.
         """
+        return self._insert_run(
+            digest, due_at=due_at, started_at=now, finished_at=now, status="skipped", note=note
+        )
+
+    def _insert_run(self, digest: str, **values: Any) -> DigestRun:
+        """Insert the period's run row unless one exists; either way return the row."""
         for _attempt in range(2):
             try:
                 with self._tx(write=True) as conn:
@@ -1129,16 +1134,7 @@ class Store:
                         return _run(found)
                     conn.execute(
                         _runs.insert().values(
-                            digest=digest,
-                            due_at=due_at,
-                            started_at=now,
-                            finished_at=now,
-                            status="skipped",
-                            sent=0,
-                            skipped=0,
-                            failed=0,
-                            uncertain=0,
-                            note=note,
+                            digest=digest, sent=0, skipped=0, failed=0, uncertain=0, **values
                         )
                     )
                     return _run(
@@ -1146,7 +1142,7 @@ class Store:
                     )
             except _Conflict:
                 continue  # another process recorded this period first: theirs stands
-        raise StoreError(f"digest {digest}: cannot record the skip (conflicting writers)")
+        raise StoreError(f"digest {digest}: cannot record the run (conflicting writers)")
 
     def finish_run(
         self,
