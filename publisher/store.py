@@ -255,6 +255,9 @@ _subscribers = sa.Table(
     sa.Column("created_at", _UtcDateTime, nullable=False),
     sa.Column("updated_at", _UtcDateTime, nullable=False),
     sa.Column("confirmed_at", _UtcDateTime, nullable=True),
+    # Links in sent mail carry the subscriber id: SQLite must never hand a removed
+    # subscriber's id to someone new (without AUTOINCREMENT it reuses the highest).
+    sqlite_autoincrement=True,
 )
 
 _ledger = sa.Table(

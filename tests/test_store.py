@@ -613,3 +613,11 @@ def test_wal_mode_and_foreign_keys(db: Path) -> None:
     with store, store._tx() as conn:  # the pragmas are per connection: check the store's own
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+
+
+def test_a_removed_subscribers_id_is_never_given_to_someone_new(store: Store) -> None:
+    # Unsubscribe links carry the id: an old link must not act on a new subscriber.
+    first = store.add_subscriber("ann@example.com", now=T0)
+    assert store.remove_subscriber("ann@example.com")
+    second = store.add_subscriber("bob@example.com", now=T0)
+    assert second.id != first.id
