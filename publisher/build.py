@@ -77,8 +77,13 @@ def _render_key(config: Config, post: Post) -> tuple[str, str]:
     return (post.digest, f"{post_url(config, post)} {config.feeds.excerpt_length}")
 
 
-def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered, str]]:
-    """Render posts from their files; each result comes with a warning or ""."""
+def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered, str, bool]]:
+    """Render posts from their files: (body, warning or "", whether the file was as parsed).
+
+    A file whose bytes no longer hash to the post's digest changed after it was
+    parsed, or is a broken post served in its last good version: its body is
+    rendered from what is there now, but must not be cached under the post's key.
+    """
     results = []
     for post in posts:
         warning = ""
@@ -87,6 +92,7 @@ def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered,
         except OSError as exc:
             warning = f"{post.source}:1:1: file: cannot be read: {exc.strerror}"
             data = b""
+        verified = hashlib.blake2b(data, digest_size=16).hexdigest() == post.digest
         body = render(
             read_body(data),
             post_url(config, post),
@@ -95,14 +101,18 @@ def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered,
         )
         if body.had_illegal_chars:
             warning = f"{post.source}:{post.body_line}:1: body: removed characters that XML forbids"
-        results.append((body, warning))
+        results.append((body, warning, verified))
     return results
 
 
 def _render_posts(
     config: Config, posts: list[Post], cache: BuildCache, parallel: bool
-) -> tuple[dict[str, Rendered], list[str], int]:
-    """Render each of ``posts``, reusing the cache; returns (by id, warnings, count)."""
+) -> tuple[dict[str, Rendered], list[str], int, set[str]]:
+    """Render each of ``posts``, reusing the cache.
+
+    Returns the bodies by post id, warnings, how many were rendered, and the ids
+    of posts whose file no longer matched what was parsed (not cached).
+    """
     rendered: dict[str, Rendered] = {}
     todo = []
     for post in posts:
@@ -113,14 +123,18 @@ def _render_posts(
             rendered[post.id] = body
     workers = worker_count(len(todo) * 8) if parallel else 1  # rendering is ~8x parsing
     warnings = []
-    for post, (body, warning) in zip(
+    unverified: set[str] = set()
+    for post, (body, warning, verified) in zip(
         todo, map_chunks(partial(_render_chunk, config), todo, workers), strict=True
     ):
-        cache.put_body(_render_key(config, post), body)
+        if verified:
+            cache.put_body(_render_key(config, post), body)
+        else:
+            unverified.add(post.id)
         rendered[post.id] = body
         if warning:
             warnings.append(warning)
-    return rendered, warnings, len(todo)
+    return rendered, warnings, len(todo), unverified
 
 
 def _fingerprint(*parts: object) -> str:
@@ -131,7 +145,9 @@ def _fingerprint(*parts: object) -> str:
 
 def _feed_fingerprint(config: Config, scope: Scope, fmt: str) -> str:
     posts = [(p.source, p.digest) for p in scope.posts]
-    return _fingerprint(config.site, config.feeds, config.permalink, fmt, scope, posts)
+    return _fingerprint(
+        config.site, config.feeds, config.permalink, config.paths.output, fmt, scope, posts
+    )
 
 
 def _template_stamp(config: Config, name: str) -> tuple[int, int]:
@@ -144,7 +160,10 @@ def _template_stamp(config: Config, name: str) -> tuple[int, int]:
 
 
 def _index_page(config: Config, scopes: list[Scope]) -> bytes:
-    from publisher.templating import environment  # Jinja2 costs start-up time; rarely needed
+    # Jinja2 costs start-up time and this page rarely changes: imported here.
+    import jinja2
+
+    from publisher.templating import environment, template_error
 
     env = environment(config.paths.templates)
     feeds = [
@@ -157,7 +176,10 @@ def _index_page(config: Config, scopes: list[Scope]) -> bytes:
         }
         for scope in scopes
     ]
-    html = env.get_template("index.html.j2").render(site=config.site, feeds=feeds)
+    try:
+        html = env.get_template("index.html.j2").render(site=config.site, feeds=feeds)
+    except jinja2.TemplateError as exc:  # a site's own template: the user's error
+        raise template_error(exc, "index.html.j2") from None
     return html.encode("utf-8")
 
 
@@ -191,10 +213,12 @@ def build(
     started = time.perf_counter()
     settings = settings_key(config)
     if cache is None or cache.settings != settings:
+        # Without the cache a build starts from nothing, and its result replaces the
+        # cache: files it writes must never be judged later by an older record.
         cache = (
             BuildCache.load(config.paths.cache, settings)
             if use_cache
-            else BuildCache(settings=settings)
+            else BuildCache(settings=settings, folder=config.paths.cache if write else None)
         )
     files_before = set(cache.files)
     posts, warnings, stale, parsed = load_site(config, now, cache, keep_last_good, parallel)
@@ -215,7 +239,7 @@ def build(
         for fmt in config.feeds.formats
     ]
     listing = [(s.kind, s.name, s.folder, s.title) for s in scopes]
-    stamp = (config.site, config.feeds.formats, listing)
+    stamp = (config.site, config.feeds.formats, config.paths.output, listing)
     outputs.append(_Output("feeds.opml", _fingerprint("opml", *stamp), "the OPML list"))
     outputs.append(
         _Output(
@@ -235,7 +259,7 @@ def build(
             todo.append(output)
 
     needed = {p.id: p for o in todo if o.scope for p in o.scope.posts}
-    rendered, render_warnings, result.rendered = _render_posts(
+    rendered, render_warnings, result.rendered, unverified = _render_posts(
         config, list(needed.values()), cache, parallel
     )
     result.warnings.extend(render_warnings)
@@ -257,11 +281,15 @@ def build(
         for output, data in documents:
             writer.write(output.relative, data, output.owner)
         fingerprints = {o.relative: o.fingerprint for o in outputs}
+        for output in todo:
+            if output.scope is not None and any(p.id in unverified for p in output.scope.posts):
+                # Made from a file that changed under us: regenerate it next time.
+                fingerprints[output.relative] = ""
         # A feed this build no longer makes (its category is gone, or a format was
         # turned off) would otherwise stay online, frozen, for its readers.
         result.removed = writer.remove_stale(sorted(cache.feeds.keys() - fingerprints.keys()))
         changed = result.parsed or result.rendered or set(cache.files) != files_before
-        if use_cache and (changed or fingerprints != cache.feeds):
+        if changed or fingerprints != cache.feeds or not use_cache:
             cache.feeds = fingerprints
             cache.save()
         cache.feeds = fingerprints

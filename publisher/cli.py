@@ -126,7 +126,9 @@ def _report_build(result: Any, verb: str) -> None:
 
 
 @cli.command()
-@click.option("--no-cache", is_flag=True, help="Ignore and do not update the build cache.")
+@click.option(
+    "--no-cache", is_flag=True, help="Build from scratch, ignoring the build cache, and replace it."
+)
 @click.pass_obj
 def build(state: State, no_cache: bool) -> None:
     """Write every feed under the output folder. Exit 1 if any post was rejected."""

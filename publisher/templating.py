@@ -11,7 +11,9 @@ from pathlib import Path
 
 import jinja2
 
-__all__ = ["environment"]
+from publisher.errors import ConfigError
+
+__all__ = ["environment", "template_error"]
 
 _BUILTIN = Path(__file__).parent / "templates"
 
@@ -28,3 +30,20 @@ def environment(user_folder: Path | None = None) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+
+
+def template_error(exc: jinja2.TemplateError, name: str) -> ConfigError:
+    """One line naming the template file and line, from a Jinja2 error."""
+    where = getattr(exc, "filename", None)
+    line = getattr(exc, "lineno", None)
+    if where is None:
+        # Errors raised while rendering carry no position, but Jinja2 rewrites the
+        # traceback so that its frames point into the template files.
+        tb = exc.__traceback__
+        while tb is not None:
+            filename = tb.tb_frame.f_code.co_filename
+            if filename.endswith(".j2"):
+                where, line = filename, tb.tb_lineno
+            tb = tb.tb_next
+    message = getattr(exc, "message", None) or str(exc)
+    return ConfigError([f"{f'line {line}: ' if line else ''}{message}"], str(where or name))

@@ -297,3 +297,14 @@ def test_a_feed_no_longer_made_is_removed_not_left_frozen(site: Site) -> None:
     site.write_config(feeds={"formats": ["atom"]})
     assert "4 removed" in site.run("build").stdout  # rss.xml and feed.json, twice
     assert (site.output / "robots.txt").exists()
+
+
+def test_a_broken_index_template_is_one_line_naming_it(site: Site) -> None:
+    site.post("2025-01-01-a.md", "title: A")
+    (site.root / "templates").mkdir()
+    (site.root / "templates" / "index.html.j2").write_text("<h1>{{ site.title }</h1>\n", "utf-8")
+    run = site.run("build")
+    assert run.returncode == 2
+    (line,) = run.stderr.splitlines()
+    assert line.startswith(f"{site.root / 'templates' / 'index.html.j2'}: line 1: ")
+    assert "Traceback" not in run.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 from publisher.build import build, settings_key
@@ -20,10 +22,12 @@ def feeds_of(site: Site) -> dict[str, bytes]:
 
 
 def cold_feeds(site: Site, tmp_path: Path) -> dict[str, bytes]:
-    """What a build without any cache makes of the site as it is now."""
-    config = site.config()
-    build(config, use_cache=False)
-    return feeds_of(site)
+    """What a cold build makes of the site as it is now, in a copy of it."""
+    copy = Site(tmp_path / f"cold-{time.monotonic_ns()}", site.settings)
+    shutil.copytree(site.posts, copy.posts)
+    copy.write_config()
+    build(copy.config(), use_cache=False)
+    return feeds_of(copy)
 
 
 def test_warm_builds_after_edits_deletions_and_additions_match_a_cold_build(
@@ -81,3 +85,39 @@ def test_a_torn_cache_is_never_trusted(site: Site) -> None:
     os.utime(site.posts / "2025-01-01-a.md")
     result = build(config)
     assert result.parsed == 1 and result.errors == []
+
+
+def test_a_no_cache_build_replaces_the_cache_instead_of_leaving_it_stale(
+    site: Site, tmp_path: Path
+) -> None:
+    site.post("2025-01-01-a.md", "title: Original")
+    config = site.config()
+    build(config)
+    site.post("2025-01-01-a.md", "title: Changed")
+    build(config, use_cache=False)  # `publisher build --no-cache`
+    site.post("2025-01-01-a.md", "title: Original")
+    build(config)
+    assert b"Changed" not in (site.output / "atom.xml").read_bytes()
+    assert feeds_of(site) == cold_feeds(site, tmp_path)
+
+
+def test_a_broken_post_kept_at_its_last_good_version_never_poisons_the_cache(
+    site: Site, tmp_path: Path
+) -> None:
+    good = "title: Good\ncategories: [News]"
+    site.post("2025-01-01-a.md", good, "Good body.\n")
+    config = site.config()
+    build(config)
+    # Broken by an edit: a plain build rejects it, a watcher's build keeps its last
+    # good version; its body on disk now carries text that must not stick.
+    (site.posts / "2025-01-01-a.md").write_text(
+        "---\ntitle: [broken\n---\nMARKER in the body.\n", "utf-8"
+    )
+    build(config)
+    kept = build(config, keep_last_good=True)
+    assert [p.title for p in kept.posts.published] == ["Good"]
+    # Fixed again, byte for byte: every feed must be what a cold build makes.
+    site.post("2025-01-01-a.md", good, "Good body.\n")
+    build(config)
+    assert b"MARKER" not in (site.output / "atom.xml").read_bytes()
+    assert feeds_of(site) == cold_feeds(site, tmp_path)

@@ -44,7 +44,7 @@ from publisher.errors import ConfigError
 from publisher.feeds import post_url
 from publisher.markup import cut_text, render
 from publisher.posts import Post, read_body
-from publisher.templating import environment
+from publisher.templating import environment, template_error
 from publisher.tokens import make_token
 
 __all__ = [
@@ -226,23 +226,6 @@ def recipient_for(
     )
 
 
-def _template_error(exc: jinja2.TemplateError, name: str) -> ConfigError:
-    """One line naming the template file and line, from a Jinja2 error."""
-    where = getattr(exc, "filename", None)
-    line = getattr(exc, "lineno", None)
-    if where is None:
-        # Errors raised while rendering carry no position, but Jinja2 rewrites the
-        # traceback so that its frames point into the template files.
-        tb = exc.__traceback__
-        while tb is not None:
-            filename = tb.tb_frame.f_code.co_filename
-            if filename.endswith(".j2"):
-                where, line = filename, tb.tb_lineno
-            tb = tb.tb_next
-    message = getattr(exc, "message", None) or str(exc)
-    return ConfigError([f"{f'line {line}: ' if line else ''}{message}"], str(where or name))
-
-
 def _head_order(html: str) -> str:
     """Put the kept media-query <style> back at the end of <head>.
 
@@ -344,7 +327,7 @@ class DigestRenderer:
             self._html = env.get_template(HTML_TEMPLATE)
             self._text = env.get_template(TEXT_TEMPLATE)
         except jinja2.TemplateError as exc:
-            raise _template_error(exc, HTML_TEMPLATE) from None
+            raise template_error(exc, HTML_TEMPLATE) from None
         try:
             # A subject is a header, not HTML: "&" must stay "&".
             self._subject = env.overlay(autoescape=False).from_string(config.digest.subject)
@@ -426,11 +409,11 @@ class DigestRenderer:
         try:
             html = self._html.render(context, subject=subject)
         except jinja2.TemplateError as exc:
-            raise _template_error(exc, HTML_TEMPLATE) from None
+            raise template_error(exc, HTML_TEMPLATE) from None
         try:
             text = "" if web_copy else self._text.render(context, subject=subject)
         except jinja2.TemplateError as exc:
-            raise _template_error(exc, TEXT_TEMPLATE) from None
+            raise template_error(exc, TEXT_TEMPLATE) from None
         return RenderedDigest(subject, _head_order(self._inliner.inline(html)), text)
 
     # --- public ----------------------------------------------------------------------------
