@@ -90,23 +90,19 @@ def uncertain_in(stderr: str) -> list[str]:
     return [line.split(":", 1)[0] for line in stderr.splitlines() if ": uncertain:" in line]
 
 
-@pytest.mark.parametrize(
-    ("kill_at", "mode"), [(1, "before"), (5, "after"), (17, "before"), (30, "before")]
-)
-def test_a_killed_send_delivers_each_subscriber_exactly_once(
-    seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str, store_url: str
+def kill_a_send(
+    site: Site, server: KillingServer, store_url: str, *, connections: int, mode: str, kill_at: int
 ) -> None:
-    site, server = seed_site, killing_server
+    """Subscribe everyone, start a real `digest send` and let the server SIGKILL it mid-run."""
     site.write_config(
         store={"url": store_url},
         digest={"from": "Test Site <news@example.com>", "backend": "smtp"},
-        smtp=server.config(max_retries=1, connections=1),
+        smtp=server.config(max_retries=1, connections=connections),
     )
     with Store.open(site.config()) as store:
         for email in SUBSCRIBERS:
             store.add_subscriber(email, now=datetime(2025, 9, 1, tzinfo=UTC))
 
-    # 1. The run is killed mid-way.
     server.mode, server.kill_at = mode, kill_at
     victim = subprocess.Popen(
         [sys.executable, "-m", "publisher", "--now", NOW, "digest", "send"],
@@ -120,6 +116,17 @@ def test_a_killed_send_delivers_each_subscriber_exactly_once(
     victim.communicate(timeout=60)
     assert victim.returncode == -signal.SIGKILL
     server.mode = ""
+
+
+@pytest.mark.parametrize(
+    ("kill_at", "mode"), [(1, "before"), (5, "after"), (17, "before"), (30, "before")]
+)
+def test_a_killed_send_delivers_each_subscriber_exactly_once(
+    seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str, store_url: str
+) -> None:
+    site, server = seed_site, killing_server
+    # 1. The run is killed mid-way.
+    kill_a_send(site, server, store_url, connections=1, mode=mode, kill_at=kill_at)
     assert len(server.messages) == kill_at
     assert max(copies(server).values()) == 1
 
@@ -165,28 +172,7 @@ def test_a_killed_send_with_two_connections_still_delivers_exactly_once(
     seed_site: Site, killing_server: KillingServer, kill_at: int, mode: str, store_url: str
 ) -> None:
     site, server = seed_site, killing_server
-    site.write_config(
-        store={"url": store_url},
-        digest={"from": "Test Site <news@example.com>", "backend": "smtp"},
-        smtp=server.config(max_retries=1, connections=2),
-    )
-    with Store.open(site.config()) as store:
-        for email in SUBSCRIBERS:
-            store.add_subscriber(email, now=datetime(2025, 9, 1, tzinfo=UTC))
-
-    server.mode, server.kill_at = mode, kill_at
-    victim = subprocess.Popen(
-        [sys.executable, "-m", "publisher", "--now", NOW, "digest", "send"],
-        cwd=site.root,
-        env={**os.environ, "PYTHONPATH": str(REPO), **SECRET},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    server.victim = victim
-    victim.communicate(timeout=60)
-    assert victim.returncode == -signal.SIGKILL
-    server.mode = ""
+    kill_a_send(site, server, store_url, connections=2, mode=mode, kill_at=kill_at)
     assert max(copies(server).values()) == 1
 
     # One or two messages are in doubt: each thread may have held one.
