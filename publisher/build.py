@@ -289,10 +289,10 @@ def build(
         # turned off) would otherwise stay online, frozen, for its readers.
         result.removed = writer.remove_stale(sorted(cache.feeds.keys() - fingerprints.keys()))
         changed = result.parsed or result.rendered or set(cache.files) != files_before
-        if changed or fingerprints != cache.feeds or not use_cache:
-            cache.feeds = fingerprints
-            cache.save()
+        dirty = changed or fingerprints != cache.feeds or not use_cache
         cache.feeds = fingerprints
+        if dirty:
+            cache.save()
     cache.close()
     result.written = writer.written
     result.unchanged = writer.unchanged

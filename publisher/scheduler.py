@@ -385,33 +385,19 @@ class Runner:
                 level=logging.WARNING,
             )
             self._plan_retry(again)
-        except ConfigError as exc:
-            # Most often a site that only wants feeds: say how to turn digests off.
-            log_job(
-                "digest",
-                "failed",
-                time.perf_counter() - started,
-                "; ".join(str(exc).splitlines())
-                + f" (to only build feeds: publisher run --no-digest) ({trigger})",
-                level=logging.ERROR,
-            )
-        except PublisherError as exc:
-            log_job(
-                "digest",
-                "failed",
-                time.perf_counter() - started,
-                f"{exc} ({trigger})",
-                level=logging.ERROR,
-            )
         except Exception as exc:
-            log_job(
-                "digest",
-                "failed",
-                time.perf_counter() - started,
-                f"{type(exc).__name__}: {exc} ({trigger})",
-                level=logging.ERROR,
-            )
-            self.log.error("digest traceback (please report it)", exc_info=True)
+            if isinstance(exc, ConfigError):
+                # Most often a site that only wants feeds: say how to turn digests off.
+                message = "; ".join(str(exc).splitlines())
+                message += " (to only build feeds: publisher run --no-digest)"
+            elif isinstance(exc, PublisherError):
+                message = str(exc)
+            else:
+                message = f"{type(exc).__name__}: {exc}"
+            elapsed = time.perf_counter() - started
+            log_job("digest", "failed", elapsed, f"{message} ({trigger})", level=logging.ERROR)
+            if not isinstance(exc, PublisherError):
+                self.log.error("digest traceback (please report it)", exc_info=True)
         return None
 
     def _warn_older_interrupted(self, store: Store, period: Period | None) -> None:
