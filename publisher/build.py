@@ -23,7 +23,7 @@ from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, pl
 from publisher.markup import Rendered, render
 from publisher.output import OutputWriter, safe_join
 from publisher.parallel import map_chunks, worker_count
-from publisher.posts import Post, PostSet, read_body, split_posts
+from publisher.posts import Post, PostSet, content_digest, read_body, split_posts
 from publisher.sources import read_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
@@ -92,7 +92,7 @@ def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered,
         except OSError as exc:
             warning = f"{post.source}:1:1: file: cannot be read: {exc.strerror}"
             data = b""
-        verified = hashlib.blake2b(data, digest_size=16).hexdigest() == post.digest
+        verified = content_digest(data) == post.digest
         body = render(
             read_body(data),
             post_url(config, post),

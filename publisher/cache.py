@@ -29,7 +29,7 @@ from publisher.posts import Post
 
 __all__ = ["BuildCache", "FileEntry", "entry_from_tuple", "entry_to_tuple"]
 
-_FORMAT = (4, __version__)
+_FORMAT = (5, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"

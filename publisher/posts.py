@@ -27,6 +27,7 @@ __all__ = [
     "MAX_POST_BYTES",
     "Post",
     "PostSet",
+    "content_digest",
     "is_post_file",
     "parse_post",
     "read_body",
@@ -81,6 +82,15 @@ class PostSet:
     scheduled: list[Post] = field(default_factory=list)  # soonest first
     drafts: list[Post] = field(default_factory=list)
     errors: list[PostError] = field(default_factory=list)
+
+
+def content_digest(data: bytes) -> str:
+    """The hash that names a post file's bytes in caches and fingerprints.
+
+    SHA-256 runs on the CPU's SHA instructions where there are some, twice as
+    fast here as BLAKE2b; 128 bits are plenty to tell versions of a file apart.
+    """
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def is_post_file(name: str) -> bool:
@@ -182,7 +192,7 @@ def parse_post(
         raise PostError(
             source, f"file is larger than {MAX_POST_BYTES // 1024 // 1024} MB", 1, 1, "size"
         )
-    digest = digest or hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = digest or content_digest(data)
     try:
         matter_bytes, first_line, body_offset = split_matter(data)
         matter = _decode(source, matter_bytes, first_line)

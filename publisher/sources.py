@@ -7,7 +7,6 @@ reading them, and parses only files whose stat and content changed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from publisher.cache import BuildCache, FileEntry, entry_from_tuple, entry_to_tu
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.parallel import map_chunks, worker_count
-from publisher.posts import MAX_POST_BYTES, Post, is_post_file, parse_post
+from publisher.posts import MAX_POST_BYTES, Post, content_digest, is_post_file, parse_post
 
 __all__ = ["ReadResult", "find_post_files", "read_posts"]
 
@@ -141,7 +140,7 @@ def _read_one(
     except OSError as exc:
         error = PostError(source, f"cannot be read: {exc.strerror}", 1, 1, "file")
         return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    digest = content_digest(data)
     if old is not None and old.digest == digest:
         # Same bytes under a new stat (a touch, a checkout): nothing to parse.
         return FileEntry(st.st_mtime_ns, st.st_size, digest, old.result, last_good)
