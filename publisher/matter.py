@@ -62,6 +62,15 @@ _SINGLE = re.compile(r"'([^']*)'")
 # Plain scalars the fast path accepts: no indicator first, no comment, no ": ".
 _PLAIN = re.compile(r"[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#\"\[\]{}]*")
 _FLOW_ITEM_PLAIN = re.compile(r"[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#,:\"'\[\]{}]*")
+# Plain scalar types the fast path builds; any other tag (such as "=") is PyYAML's.
+_TYPED = {
+    _STR,
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:timestamp",
+}
 
 
 def split_matter(data: bytes) -> tuple[bytes, int, int]:
@@ -83,6 +92,8 @@ def _plain(text: str) -> Any:
     if text[0] not in _RESOLVER.yaml_implicit_resolvers:
         return text  # no implicit type starts with this character: a string
     tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if tag not in _TYPED:
+        raise LookupError(text)
     return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text))
 
 
@@ -107,6 +118,11 @@ def _fast_load(text: str) -> dict[str, Any]:
     """Read flat ``key: value`` front matter; LookupError means "ask PyYAML"."""
     result: dict[str, Any] = {}
     for line in text.split("\n"):
+        # Python and YAML agree on printable characters; on tabs, controls, the
+        # other YAML line breaks (NEL, LS, PS), a BOM or spaces such as U+3000
+        # (which str.strip and regex \s take for whitespace) they may not.
+        if not line.isprintable():
+            raise LookupError(line)
         if not line or line.startswith("#"):
             continue
         match = _LINE.fullmatch(line)
@@ -156,7 +172,7 @@ def load_matter(text: str, first_line: int, *, fast: bool = True) -> Any:
     """
     if not text.strip():
         return {}
-    if fast and "\r" not in text and "\t" not in text:
+    if fast:
         try:
             return _fast_load(text)
         except LookupError:

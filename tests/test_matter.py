@@ -67,7 +67,35 @@ SCALARS = [
     "'",
     '"',
     "a\tb",
+    # Characters Python and YAML disagree on, and tags the fast path must not build.
+    "\u3000a",
+    "[\u3000a, b]",
+    "[\xa0x]",
+    "a\x85b",
+    '"a\x85b"',
+    "[a\x85b]",
+    "a\u2028b",
+    "a\u2029",
+    "\ufeffa",
+    "Bell\x07",
+    '"Bell\x07"',
+    "a\x7fb",
+    "a\ufffeb",
+    "=",
+    "[=]",
+    "<<",
+    "😀 ok",
 ]
+
+
+def assert_both_readers_agree(text: str) -> None:
+    try:
+        expected = load_matter(text, 2, fast=False)
+    except MatterError:
+        with pytest.raises(MatterError):
+            load_matter(text, 2)
+        return
+    assert load_matter(text, 2) == expected
 
 
 @settings(max_examples=400, deadline=None)
@@ -79,13 +107,18 @@ def test_fast_path_agrees_with_pyyaml(pairs: list[tuple[str, str]], comment: boo
     text = "\n".join(f"{key}: {value}" for key, value in pairs) + "\n"
     if comment:
         text = "# a comment\n" + text
-    try:
-        expected = load_matter(text, 2, fast=False)
-    except MatterError:
-        with pytest.raises(MatterError):
-            load_matter(text, 2)
-        return
-    assert load_matter(text, 2) == expected
+    assert_both_readers_agree(text)
+
+
+@pytest.mark.parametrize("comment", ["# a\x85b: c", "# a\u2028- b", "# a\rb: c"])
+def test_comments_are_read_the_same_both_ways(comment: str) -> None:
+    text = f"title: T\n{comment}\n"
+    assert_both_readers_agree(text)
+
+
+@pytest.mark.parametrize("value", SCALARS)
+def test_every_sample_value_reads_the_same_both_ways(value: str) -> None:
+    assert_both_readers_agree(f"title: {value}\n")
 
 
 def test_the_seed_front_matter_reads_the_same_both_ways() -> None:
