@@ -9,6 +9,7 @@ neither regenerated nor rewritten.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,19 +22,27 @@ from publisher.config import Config
 from publisher.errors import PostError
 from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, plan_scopes, post_url
 from publisher.markup import Rendered, render
+from publisher.memo import make_memo, reuse
 from publisher.output import OutputWriter, safe_join
 from publisher.parallel import map_chunks, worker_count
 from publisher.posts import Post, PostSet, content_digest, read_body, split_posts
-from publisher.sources import read_posts
+from publisher.sources import find_post_files, read_edits, read_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
+
+# Past this many edited files a warm build reads every post: reusing the plan
+# is meant for the edit that was just saved, not for a checkout.
+_MAX_EDITS = 50
 
 
 @dataclass
 class BuildResult:
     """What a build did, for the command line, the scheduler and the status file."""
 
-    posts: PostSet
+    published: int = 0  # how many posts are published
+    drafts: int = 0
+    scheduled: list[Post] = field(default_factory=list)  # soonest first
+    errors: list[PostError] = field(default_factory=list)  # rejected post files
     scopes: list[Scope] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -42,12 +51,9 @@ class BuildResult:
     stale: list[PostError] = field(default_factory=list)
     parsed: int = 0
     rendered: int = 0
+    read_all: bool = True  # False when the last plan held and only edited posts were read
     seconds: float = 0.0
     cache: BuildCache | None = None  # what to pass as ``cache`` to the next build
-
-    @property
-    def errors(self) -> list[PostError]:
-        return self.posts.errors
 
     @property
     def files(self) -> int:
@@ -65,12 +71,59 @@ def load_site(
     cache: BuildCache | None = None,
     keep_last_good: bool = False,
     parallel: bool = False,
+    found: list[tuple[str, os.stat_result]] | None = None,
 ) -> tuple[PostSet, list[str], list[PostError], int]:
     """Read every post and split them at ``now``: (posts, warnings, stale errors, parsed count)."""
     now = now or datetime.now(UTC)
     cache = cache or BuildCache(settings=settings_key(config))
-    read = read_posts(config, cache, keep_last_good=keep_last_good, parallel=parallel)
+    read = read_posts(config, cache, keep_last_good=keep_last_good, parallel=parallel, found=found)
     return split_posts(read.posts, read.errors, now), read.warnings, read.stale, read.parsed
+
+
+def _plan(
+    config: Config,
+    now: datetime,
+    cache: BuildCache,
+    *,
+    reuse_plan: bool,
+    keep_last_good: bool,
+    parallel: bool,
+) -> BuildResult:
+    """Decide what every feed shows, from the last plan when it still holds."""
+    found = find_post_files(config.paths.posts)
+    if reuse_plan and cache.memo is not None:
+        edits = read_edits(config, cache, found, _MAX_EDITS)
+        if edits is not None:
+            memo = reuse(cache.memo, config, now, {s: (k, e.result) for s, (k, e) in edits.items()})
+            if memo is not None:
+                for source, (_, entry) in edits.items():
+                    cache.update(source, entry)
+                cache.memo = memo
+                return BuildResult(
+                    published=memo.published,
+                    drafts=memo.drafts,
+                    scheduled=memo.scheduled_posts(),
+                    errors=list(memo.errors),
+                    scopes=memo.plan(),
+                    warnings=list(memo.warnings),
+                    parsed=len(edits),
+                    read_all=False,
+                )
+    posts, warnings, stale, parsed = load_site(config, now, cache, keep_last_good, parallel, found)
+    scopes = plan_scopes(config, posts.published)
+    # A plan that serves broken posts in their last good version is the watcher's
+    # alone: a plain build must report them, so it may not reuse this plan.
+    cache.memo = None if stale else make_memo(config, posts, scopes, warnings)
+    return BuildResult(
+        published=len(posts.published),
+        drafts=len(posts.drafts),
+        scheduled=posts.scheduled,
+        errors=posts.errors,
+        scopes=scopes,
+        warnings=warnings,
+        stale=stale,
+        parsed=parsed,
+    )
 
 
 def _render_key(config: Config, post: Post) -> tuple[str, str]:
@@ -220,10 +273,17 @@ def build(
             if use_cache
             else BuildCache(settings=settings, folder=config.paths.cache if write else None)
         )
-    files_before = set(cache.files)
-    posts, warnings, stale, parsed = load_site(config, now, cache, keep_last_good, parallel)
-    result = BuildResult(posts=posts, warnings=warnings, stale=stale, parsed=parsed)
-    result.scopes = scopes = plan_scopes(config, posts.published)
+    files_before = cache.sources()
+    memo_before = cache.memo
+    result = _plan(
+        config,
+        now or datetime.now(UTC),
+        cache,
+        reuse_plan=use_cache and not keep_last_good,
+        keep_last_good=keep_last_good,
+        parallel=parallel,
+    )
+    scopes = result.scopes
 
     # Plan every output and its fingerprint first: on a warm build most files are
     # unchanged, and the posts only they show need not be rendered at all.
@@ -288,8 +348,10 @@ def build(
         # A feed this build no longer makes (its category is gone, or a format was
         # turned off) would otherwise stay online, frozen, for its readers.
         result.removed = writer.remove_stale(sorted(cache.feeds.keys() - fingerprints.keys()))
-        changed = result.parsed or result.rendered or set(cache.files) != files_before
-        dirty = changed or fingerprints != cache.feeds or not use_cache
+        changed = result.parsed or result.rendered or cache.sources() != files_before
+        dirty = (
+            changed or fingerprints != cache.feeds or not use_cache or cache.memo is not memo_before
+        )
         cache.feeds = fingerprints
         if dirty:
             cache.save()

@@ -25,11 +25,12 @@ from typing import Any
 from publisher import __version__
 from publisher.errors import PostError
 from publisher.markup import Rendered
+from publisher.memo import Memo, ScopePlan, plan_key
 from publisher.posts import Post
 
 __all__ = ["BuildCache", "FileEntry", "entry_from_tuple", "entry_to_tuple"]
 
-_FORMAT = (5, __version__)
+_FORMAT = (6, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"
@@ -48,8 +49,17 @@ class FileEntry:
     digest: str
     result: Post | PostError
     last_good: Post | None = None  # kept so that a post broken by an edit stays in the feeds
+    key: str = ""  # memo.plan_key(result), worked out once
     saved: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
     dirty: bool = field(default=False, compare=False, repr=False)  # not yet in the index file
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = plan_key(self.result)
+
+    def record(self) -> tuple[int, int, str, str]:
+        """(mtime_ns, size, digest, plan key): what a build compares without the post."""
+        return (self.mtime_ns, self.size, self.digest, self.key)
 
 
 def _post_to_tuple(post: Post) -> tuple[Any, ...]:
@@ -83,46 +93,97 @@ def entry_to_tuple(entry: FileEntry) -> tuple[Any, ...]:
         good = True  # the usual case: don't store the same post twice
     else:
         good = _post_to_tuple(entry.last_good)
-    return (entry.mtime_ns, entry.size, entry.digest, outcome, good)
+    return (entry.mtime_ns, entry.size, entry.digest, entry.key, outcome, good)
 
 
 def entry_from_tuple(values: tuple[Any, ...], *, dirty: bool = False) -> FileEntry:
     """The inverse of :func:`entry_to_tuple`; ``dirty`` marks a file just read, not yet saved."""
-    mtime_ns, size, digest, (kind, payload), good = values
+    mtime_ns, size, digest, key, (kind, payload), good = values
     result: Post | PostError = _post_from_tuple(payload) if kind == "post" else PostError(*payload)
     if good is True:
         last_good: Post | None = result if isinstance(result, Post) else None
     else:
         last_good = _post_from_tuple(good) if good is not None else None
-    return FileEntry(mtime_ns, size, digest, result, last_good, saved=values, dirty=dirty)
+    return FileEntry(mtime_ns, size, digest, result, last_good, key, saved=values, dirty=dirty)
 
 
 def _body_name(key: tuple[str, str]) -> str:
     return hashlib.blake2b("\0".join(key).encode("utf-8"), digest_size=16).hexdigest()
 
 
-@dataclass
 class BuildCache:
     """Everything a build may reuse from the last one with the same settings.
 
     Parsed posts and output fingerprints live in an index that every build
     reads: a base file, rewritten now and then, and a small delta file with the
     entries changed since, so that a warm build after one edit writes a few
-    kilobytes instead of the whole index. Rendered bodies are large and a warm
-    build needs few of them, so they live in an SQLite file, each read on demand.
+    kilobytes instead of the whole index. In the base, each file's stat and
+    plan key are read at once, while its parsed post sits in one marshalled
+    blob that is decoded only when a build needs every post (see
+    :mod:`publisher.memo`). Rendered bodies are large and a warm build needs
+    few of them, so they live in an SQLite file, each read on demand.
     """
 
-    settings: str = ""
-    files: dict[str, FileEntry] = field(default_factory=dict)
-    feeds: dict[str, str] = field(default_factory=dict)  # output path -> input fingerprint
-    folder: Path | None = None  # where bodies are read from and saved to; None: memory only
-    _bodies: dict[tuple[str, str], Rendered] = field(default_factory=dict, repr=False)
-    _unsaved: set[tuple[str, str]] = field(default_factory=set, repr=False)
-    _kept: set[str] | None = field(default=None, repr=False)  # body file names to keep
-    _token: str = field(default="", repr=False)  # names the base file the delta applies to
-    _delta: dict[str, tuple[Any, ...] | None] = field(default_factory=dict, repr=False)
-    _indexed: set[str] = field(default_factory=set, repr=False)  # sources the index holds
-    _db: sqlite3.Connection | None = field(default=None, repr=False)
+    def __init__(self, settings: str = "", folder: Path | None = None) -> None:
+        self.settings = settings
+        self.folder = folder  # where the cache is read from and saved to; None: memory only
+        self.feeds: dict[str, str] = {}  # output path -> input fingerprint
+        self.memo: Memo | None = None  # the last plan; None when it must be made again
+        # What the index file holds: (mtime_ns, size, digest, plan key) by source,
+        # and the parsed posts, still marshalled, with the delta's newer ones.
+        self._stats: dict[str, tuple[Any, ...]] = {}
+        self._blob = b""
+        self._newer: dict[str, tuple[Any, ...]] = {}
+        self._files: dict[str, FileEntry] | None = {}
+        self._edited: dict[str, FileEntry] = {}  # read while the index stayed encoded
+        self._token = ""  # names the base file the delta applies to
+        self._delta: dict[str, tuple[Any, ...] | None] = {}
+        self._indexed: set[str] = set()  # sources the index files hold
+        self._bodies: dict[tuple[str, str], Rendered] = {}
+        self._unsaved: set[tuple[str, str]] = set()
+        self._kept: set[str] | None = None  # body file names to keep
+        self._db: sqlite3.Connection | None = None
+
+    def record(self, source: str) -> tuple[int, int, str, str] | None:
+        """A file's (mtime_ns, size, digest, plan key) as last read, without decoding posts."""
+        if self._files is not None:
+            entry = self._files.get(source)
+            return None if entry is None else entry.record()
+        edited = self._edited.get(source)
+        if edited is not None:
+            return edited.record()
+        values = self._stats.get(source)
+        return None if values is None else (values[0], values[1], values[2], values[3])
+
+    def sources(self) -> set[str]:
+        """Every post file the cache knows."""
+        return set(self._files if self._files is not None else self._stats)
+
+    @property
+    def files(self) -> dict[str, FileEntry]:
+        """Every post file as last read, decoding the stored posts on first use."""
+        if self._files is None:
+            posts = marshal.loads(self._blob) if self._blob else {}
+            posts.update(self._newer)
+            files = {
+                source: entry_from_tuple(stat + posts[source])
+                for source, stat in self._stats.items()
+            }
+            files.update(self._edited)
+            self._files, self._blob, self._newer, self._edited = files, b"", {}, {}
+        return self._files
+
+    @files.setter
+    def files(self, entries: dict[str, FileEntry]) -> None:
+        self._files = entries
+        self._edited = {}
+
+    def update(self, source: str, entry: FileEntry) -> None:
+        """Record one file read again, without decoding every stored post."""
+        if self._files is not None:
+            self._files[source] = entry
+        else:
+            self._edited[source] = entry
 
     def _body_store(self) -> sqlite3.Connection | None:
         """The bodies database, opened on first use; None when the cache lives in memory."""
@@ -176,14 +237,18 @@ class BuildCache:
 
     @classmethod
     def load(cls, folder: Path, settings: str) -> BuildCache:
-        """The cache in ``folder`` if it was made with the same ``settings``, else an empty one."""
+        """The cache in ``folder`` if it was made with the same ``settings``, else an empty one.
+
+        Stored posts stay encoded until :attr:`files` is first used.
+        """
+        cache = cls(settings=settings, folder=folder)
         try:
-            format_, stored_settings, token, files, feeds = marshal.loads(
+            format_, stored_settings, token, stats, blob, feeds, memo = marshal.loads(
                 (folder / _NAME).read_bytes()
             )
             if format_ != _FORMAT or stored_settings != settings:
                 # Post URLs, dates and ids depend on the settings: start cold.
-                return cls(settings=settings, folder=folder)
+                return cache
             delta: dict[str, tuple[Any, ...] | None] = {}
             try:
                 raw = (folder / _DELTA).read_bytes()
@@ -192,26 +257,39 @@ class BuildCache:
             if raw:
                 # A delta that cannot be read makes the whole cache untrustworthy
                 # (its fingerprints may be the newest): the error below runs cold.
-                d_format, d_settings, d_token, changes, d_feeds = marshal.loads(raw)
+                d_format, d_settings, d_token, changes, d_feeds, d_memo = marshal.loads(raw)
                 # Another token means a newer base was written after this delta.
                 if (d_format, d_settings, d_token) == (_FORMAT, settings, token):
-                    delta, feeds = dict(changes), d_feeds
-            for source, entry in delta.items():
-                if entry is None:
-                    files.pop(source, None)
+                    delta, feeds, memo = dict(changes), d_feeds, d_memo
+            newer = {}
+            for source, values in delta.items():
+                if values is None:
+                    stats.pop(source, None)
                 else:
-                    files[source] = entry
-            return cls(
-                settings=settings,
-                files={source: entry_from_tuple(entry) for source, entry in files.items()},
-                feeds=dict(feeds),
-                folder=folder,
-                _token=token,
-                _delta=delta,
-                _indexed=set(files),
-            )
+                    stats[source] = values[:4]
+                    newer[source] = values[4:]
+            cache.memo = _memo_from_tuple(memo) if memo is not None else None
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             return cls(settings=settings, folder=folder)
+        cache._stats, cache._blob, cache._newer = stats, blob, newer
+        cache._files = None
+        cache.feeds = dict(feeds)
+        cache._token, cache._delta = token, delta
+        cache._indexed = set(stats)
+        return cache
+
+    def _changes(self) -> dict[str, tuple[Any, ...] | None]:
+        """Entries changed since the base file was written, removals as None."""
+        changes = dict(self._delta)
+        files = self._files if self._files is not None else self._edited
+        for source, entry in files.items():
+            if entry.dirty or entry.saved is None:
+                entry.saved = changes[source] = entry_to_tuple(entry)
+                entry.dirty = False
+        if self._files is not None:
+            for source in self._indexed - self._files.keys():
+                changes[source] = None
+        return changes
 
     def save(self) -> None:
         """Write the cache; a failure to save only costs the next build time.
@@ -221,13 +299,7 @@ class BuildCache:
         """
         if self.folder is None:
             return
-        changes = dict(self._delta)
-        for source, entry in self.files.items():
-            if entry.dirty or entry.saved is None:
-                entry.saved = changes[source] = entry_to_tuple(entry)
-                entry.dirty = False
-        for source in self._indexed - self.files.keys():
-            changes[source] = None
+        changes = self._changes()
         # Bodies go into one SQLite file: writing hundreds of small files one by
         # one cost a cold build a quarter of a second.
         db = self._body_store()
@@ -246,24 +318,61 @@ class BuildCache:
                         )
                 self._unsaved.clear()
         self.close()
+        memo = _memo_to_tuple(self.memo) if self.memo is not None else None
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
             # Files are replaced atomically but not fsynced: after a power cut a
             # torn cache fails to load and the next build simply runs cold.
             if self._token and len(changes) <= _MAX_DELTA:
-                data = marshal.dumps((_FORMAT, self.settings, self._token, changes, self.feeds))
+                data = marshal.dumps(
+                    (_FORMAT, self.settings, self._token, changes, self.feeds, memo)
+                )
                 _replace(self.folder / _DELTA, data)
                 self._delta = changes
             else:
                 token = os.urandom(8).hex()
-                files = {source: entry_to_tuple(entry) for source, entry in self.files.items()}
-                _replace(
-                    self.folder / _NAME,
-                    marshal.dumps((_FORMAT, self.settings, token, files, self.feeds)),
+                stats, posts = {}, {}
+                for source, entry in self.files.items():
+                    values = entry_to_tuple(entry)
+                    stats[source], posts[source] = values[:4], values[4:]
+                data = marshal.dumps(
+                    (_FORMAT, self.settings, token, stats, marshal.dumps(posts), self.feeds, memo)
                 )
+                _replace(self.folder / _NAME, data)
                 (self.folder / _DELTA).unlink(missing_ok=True)
                 self._token, self._delta = token, {}
-            self._indexed = set(self.files)
+            self._indexed = self.sources()
+
+
+def _memo_to_tuple(memo: Memo) -> tuple[Any, ...]:
+    return (
+        memo.settings,
+        memo.newest_published.isoformat() if memo.newest_published else None,
+        memo.next_scheduled.isoformat() if memo.next_scheduled else None,
+        tuple((s.kind, s.name, s.folder, s.title, s.sources) for s in memo.scopes),
+        {source: _post_to_tuple(post) for source, post in memo.posts.items()},
+        memo.scheduled,
+        tuple((e.path, e.message, e.line, e.col, e.field) for e in memo.errors),
+        memo.warnings,
+        memo.published,
+        memo.drafts,
+    )
+
+
+def _memo_from_tuple(values: tuple[Any, ...]) -> Memo:
+    settings, newest, next_, scopes, posts, scheduled, errors, warnings, published, drafts = values
+    return Memo(
+        settings=settings,
+        newest_published=datetime.fromisoformat(newest) if newest else None,
+        next_scheduled=datetime.fromisoformat(next_) if next_ else None,
+        scopes=tuple(ScopePlan(*scope) for scope in scopes),
+        posts={source: _post_from_tuple(post) for source, post in posts.items()},
+        scheduled=tuple(scheduled),
+        errors=tuple(PostError(*error) for error in errors),
+        warnings=tuple(warnings),
+        published=published,
+        drafts=drafts,
+    )
 
 
 def _dump_body(body: Rendered) -> bytes:

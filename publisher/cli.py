@@ -111,11 +111,10 @@ def _report_build(result: Any, verb: str) -> None:
         click.echo(f"{error} (kept its last good version)", err=True)
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
-    posts = result.posts
     click.echo(
-        f"{verb} {len(result.scopes)} feed sets from {len(posts.published)} posts"
-        f" ({len(posts.errors)} rejected, {len(posts.scheduled)} scheduled,"
-        f" {len(posts.drafts)} drafts) in {result.seconds:.2f}s"
+        f"{verb} {len(result.scopes)} feed sets from {result.published} posts"
+        f" ({len(result.errors)} rejected, {len(result.scheduled)} scheduled,"
+        f" {result.drafts} drafts) in {result.seconds:.2f}s"
         + (
             f": {len(result.written)} files written, {len(result.unchanged)} unchanged"
             + (f", {len(result.removed)} removed" if result.removed else "")

@@ -192,20 +192,19 @@ class Runner:
                 return None
             self._record = build_record(result, now=now, by="run")
             self._save_status(self._record)
-            posts = result.posts
             log_job(
                 job,
                 "rejected" if result.errors else "ok",
                 result.seconds,
-                f"{len(posts.published)} posts published, {len(result.written)} files written,"
-                f" {len(result.unchanged)} unchanged, {len(posts.errors)} rejected,"
-                f" {len(result.stale)} kept at last good version, {len(posts.scheduled)} scheduled"
+                f"{result.published} posts published, {len(result.written)} files written,"
+                f" {len(result.unchanged)} unchanged, {len(result.errors)} rejected,"
+                f" {len(result.stale)} kept at last good version, {len(result.scheduled)} scheduled"
                 f" ({reason})",
-                published=len(posts.published),
+                published=result.published,
                 written=len(result.written),
-                rejected=len(posts.errors),
+                rejected=len(result.errors),
                 stale=len(result.stale),
-                scheduled=len(posts.scheduled),
+                scheduled=len(result.scheduled),
             )
             for error in result.errors:
                 self.log.warning("%s", error)
@@ -213,7 +212,7 @@ class Runner:
                 self.log.warning("%s (kept its last good version)", error)
             for warning in result.warnings:
                 self.log.warning("%s", warning)
-            self._plan_publish(publish_plan(posts.scheduled))
+            self._plan_publish(publish_plan(result.scheduled))
             return result
 
     def _save_status(self, record: BuildRecord) -> None:

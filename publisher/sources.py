@@ -20,7 +20,7 @@ from publisher.errors import PostError
 from publisher.parallel import map_chunks, worker_count
 from publisher.posts import MAX_POST_BYTES, Post, content_digest, is_post_file, parse_post
 
-__all__ = ["ReadResult", "find_post_files", "read_posts"]
+__all__ = ["ReadResult", "find_post_files", "read_edits", "read_posts"]
 
 
 @dataclass
@@ -63,26 +63,67 @@ def find_post_files(folder: Path) -> list[tuple[str, os.stat_result]]:
     return found
 
 
+def _label(config: Config) -> str:
+    """How sources are named: the posts folder relative to the site, with a slash."""
+    folder, root = config.paths.posts, config.paths.root
+    try:
+        return folder.relative_to(root).as_posix() + "/"
+    except ValueError:
+        return folder.as_posix() + "/"
+
+
+def read_edits(
+    config: Config, cache: BuildCache, found: list[tuple[str, os.stat_result]], limit: int
+) -> dict[str, tuple[str, FileEntry]] | None:
+    """Read only the files changed since the cache was saved, without decoding the others.
+
+    Returns each changed file's plan key as the cache knew it and its entry now,
+    or None when this is not enough: a file was added or removed, or more than
+    ``limit`` files changed. The cache is not updated.
+    """
+    label = _label(config)
+    if len(found) != len(cache.sources()):
+        return None
+    todo: list[tuple[str, os.stat_result, str]] = []
+    for name, st in found:
+        record = cache.record(label + name)
+        if record is None:
+            return None
+        if record[0] != st.st_mtime_ns or record[1] != st.st_size:
+            if len(todo) == limit:
+                return None
+            todo.append((name, st, record[3]))
+    folder = config.paths.posts
+    # A file read here has no old entry: even a touched file is parsed again,
+    # which costs less than decoding every stored post to find its old one.
+    return {
+        label + name: (key, _read_one(config, folder / name, label + name, label, st, None))
+        for name, st, key in todo
+    }
+
+
 def read_posts(
-    config: Config, cache: BuildCache, keep_last_good: bool = False, parallel: bool = False
+    config: Config,
+    cache: BuildCache,
+    keep_last_good: bool = False,
+    parallel: bool = False,
+    found: list[tuple[str, os.stat_result]] | None = None,
 ) -> ReadResult:
     """Read every post of the site, updating ``cache`` in place.
 
     With ``keep_last_good`` (the watcher's mode), a post that an edit broke is
     still served in its last good version and its error is reported as stale.
     With ``parallel``, many changed files are parsed in forked worker processes.
+    ``found`` is :func:`find_post_files`' answer when the caller already has it.
     """
     folder = config.paths.posts
-    root = config.paths.root
-    try:
-        label = folder.relative_to(root).as_posix() + "/"
-    except ValueError:
-        label = folder.as_posix() + "/"
+    label = _label(config)
     result = ReadResult()
     entries: dict[str, FileEntry] = {}
     todo: list[tuple[str, os.stat_result, FileEntry | None]] = []
-    for name, st in find_post_files(folder):
-        entry = cache.files.get(label + name)
+    known = cache.files
+    for name, st in find_post_files(folder) if found is None else found:
+        entry = known.get(label + name)
         if entry is None or entry.mtime_ns != st.st_mtime_ns or entry.size != st.st_size:
             todo.append((name, st, entry))
         else:

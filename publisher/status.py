@@ -73,12 +73,12 @@ def build_record(result: BuildResult, *, now: datetime, by: str) -> BuildRecord:
         by=by,
         result="rejected" if result.errors else "ok",
         seconds=round(result.seconds, 3),
-        published=len(result.posts.published),
+        published=result.published,
         written=len(result.written),
         unchanged=len(result.unchanged),
         errors=tuple(str(e) for e in result.errors),
         stale=tuple(str(e) for e in result.stale),
-        scheduled=tuple(ScheduledPost(p.source, p.title, p.date) for p in result.posts.scheduled),
+        scheduled=tuple(ScheduledPost(p.source, p.title, p.date) for p in result.scheduled),
     )
 
 

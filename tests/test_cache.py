@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from publisher.build import build, settings_key
@@ -115,9 +116,81 @@ def test_a_broken_post_kept_at_its_last_good_version_never_poisons_the_cache(
     )
     build(config)
     kept = build(config, keep_last_good=True)
-    assert [p.title for p in kept.posts.published] == ["Good"]
+    assert [p.title for p in kept.scopes[0].posts] == ["Good"]
     # Fixed again, byte for byte: every feed must be what a cold build makes.
     site.post("2025-01-01-a.md", good, "Good body.\n")
     build(config)
     assert b"MARKER" not in (site.output / "atom.xml").read_bytes()
     assert feeds_of(site) == cold_feeds(site, tmp_path)
+
+
+def test_an_edit_that_moves_nothing_reuses_the_last_plan(site: Site, tmp_path: Path) -> None:
+    for day in range(1, 6):
+        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C{day % 2}]")
+    (site.posts / "2025-01-06-broken.md").write_text("---\ntitle: [x\n---\n", "utf-8")
+    config = site.config()
+    build(config)
+    # A typo fixed in the title and a new paragraph: no date, category or tag moved.
+    site.post("2025-01-04-p4.md", "title: P4, fixed\ncategories: [C0]", "More.\n")
+    result = build(config)
+    assert not result.read_all and result.parsed == 1
+    assert feeds_of(site) == cold_feeds(site, tmp_path)
+    # What the build reports is what a full read reports.
+    full = build(config, use_cache=False)
+    assert (result.published, len(result.errors), result.drafts) == (5, 1, 0)
+    assert [str(e) for e in result.errors] == [str(e) for e in full.errors]
+    assert [s.name for s in result.scopes] == [s.name for s in full.scopes]
+
+
+def test_edits_that_move_a_post_or_its_time_make_the_plan_again(site: Site, tmp_path: Path) -> None:
+    for day in range(1, 6):
+        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C{day % 2}]")
+    site.post("2025-03-01-later.md", "title: Later\ncategories: [C9]")
+    config = site.config()
+    before_later = datetime(2025, 2, 1, tzinfo=UTC)
+    build(config, now=before_later)
+    edits = [
+        lambda: site.post("2025-01-02-p2.md", "title: P2\ncategories: [C5]"),  # category
+        lambda: site.post("2025-01-02-p2.md", "title: P2\ndate: 2025-01-09\ncategories: [C0]"),
+        lambda: site.post("2025-01-02-p2.md", "title: P2\ndraft: true"),
+        lambda: site.post("2025-01-02-p2.md", "title: P2\ntags: [t]"),
+        lambda: (site.posts / "2025-01-02-p2.md").write_text("---\ntitle: [\n---\n", "utf-8"),
+        lambda: site.post("2025-01-02-p2.md", "title: P2"),  # mended
+    ]
+    for edit in edits:
+        edit()
+        result = build(config, now=before_later)
+        assert result.read_all and result.parsed == 1
+    # Nothing edited, but the scheduled post's time has come.
+    result = build(config, now=datetime(2025, 3, 2, tzinfo=UTC))
+    assert result.read_all and result.scheduled == []
+    assert b"Later" in (site.output / "atom.xml").read_bytes()
+    # And the clock turned back before it: it is scheduled again.
+    result = build(config, now=before_later)
+    assert result.read_all and [p.title for p in result.scheduled] == ["Later"]
+    assert b"Later" not in (site.output / "atom.xml").read_bytes()
+
+
+def test_a_new_or_deleted_post_or_other_feed_settings_make_the_plan_again(site: Site) -> None:
+    site.post("2025-01-01-a.md", "title: A")
+    config = site.config()
+    build(config)
+    site.post("2025-01-02-b.md", "title: B")
+    assert build(config).read_all
+    (site.posts / "2025-01-02-b.md").unlink()
+    assert build(config).read_all
+    assert not build(config).read_all  # nothing changed: the plan holds
+    site.write_config(feeds={"max_items": 1})
+    assert build(site.config()).read_all
+
+
+def test_the_watchers_last_good_plan_is_not_reused_by_a_plain_build(site: Site) -> None:
+    site.post("2025-01-01-a.md", "title: Good")
+    config = site.config()
+    build(config)
+    (site.posts / "2025-01-01-a.md").write_text("---\ntitle: [broken\n---\n", "utf-8")
+    kept = build(config, keep_last_good=True)
+    assert len(kept.stale) == 1
+    plain = build(config)
+    assert plain.read_all and len(plain.errors) == 1
+    assert b"Good" not in (site.output / "atom.xml").read_bytes()
