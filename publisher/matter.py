@@ -52,25 +52,36 @@ class _ScalarConstructor(yaml.constructor.SafeConstructor):
 
 _ScalarConstructor.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 _RESOLVER = yaml.resolver.Resolver()
-_STR = "tag:yaml.org,2002:str"
-_PLAIN_KEYS: set[str] = set()  # keys already known to resolve to strings
+_IMPLICIT = _RESOLVER.yaml_implicit_resolvers  # first character -> [(tag, pattern)]
 _CONSTRUCTOR = _ScalarConstructor()
+_STR = "tag:yaml.org,2002:str"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+# Plain scalar types the fast path builds; any other tag (such as "=") is PyYAML's.
+_TYPED = {
+    _STR,
+    _TIMESTAMP,
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+# What PyYAML made of plain scalars such as "10" or "true", which a blog repeats in
+# every post. Values are immutable (int, float, bool, None); the bound keeps a
+# long-running watcher's memory flat whatever the posts hold.
+_TYPED_VALUES: dict[str, Any] = {}
+_PLAIN_KEYS: set[str] = set()  # keys already known to resolve to strings
+_CACHE_LIMIT = 1000
 
-_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):[ \t]+(\S.*?)[ \t]*")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DOUBLE = re.compile(r'"([^"\\]*)"')
 _SINGLE = re.compile(r"'([^']*)'")
 # Plain scalars the fast path accepts: no indicator first, no comment, no ": ".
 _PLAIN = re.compile(r"[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#\"\[\]{}]*")
 _FLOW_ITEM_PLAIN = re.compile(r"[^\s\-?:,\[\]{}#&*!|>'\"%@`][^#,:\"'\[\]{}]*")
-# Plain scalar types the fast path builds; any other tag (such as "=") is PyYAML's.
-_TYPED = {
-    _STR,
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-    "tag:yaml.org,2002:timestamp",
-}
+# The everyday list, ["AI", "最新ニュース"]: one match instead of one per item. No
+# comma inside the quotes, so the items are those that splitting at commas gives.
+_QUOTED_LIST = re.compile(r'\[ *"[^"\\,]*" *(?:, *"[^"\\,]*" *)*\]')
+_QUOTED_ITEM = re.compile(r'"([^"\\,]*)"')
 
 
 def split_matter(data: bytes) -> tuple[bytes, int, int]:
@@ -89,12 +100,21 @@ def split_matter(data: bytes) -> tuple[bytes, int, int]:
 
 
 def _plain(text: str) -> Any:
-    if text[0] not in _RESOLVER.yaml_implicit_resolvers:
+    if text[0] not in _IMPLICIT:
         return text  # no implicit type starts with this character: a string
+    if text in _TYPED_VALUES:
+        return _TYPED_VALUES[text]
     tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if tag in (_STR, _TIMESTAMP):
+        return text  # both constructors give back the text itself
     if tag not in _TYPED:
         raise LookupError(text)
-    return _CONSTRUCTOR.construct_object(yaml.ScalarNode(tag, text))
+    # The constructor itself, not construct_object, which would keep every node.
+    constructor = _CONSTRUCTOR.yaml_constructors[tag]
+    value = constructor(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
+    if len(_TYPED_VALUES) < _CACHE_LIMIT:
+        _TYPED_VALUES[text] = value
+    return value
 
 
 def _scalar(text: str, item: bool) -> Any:
@@ -114,6 +134,19 @@ def _scalar(text: str, item: bool) -> Any:
     return match.group(1)
 
 
+def _flow_list(value: str) -> list[Any]:
+    """The items of a one-line ``[a, "b"]``; LookupError means "ask PyYAML"."""
+    if _QUOTED_LIST.fullmatch(value):
+        return _QUOTED_ITEM.findall(value)
+    if not value.endswith("]"):
+        raise LookupError(value)
+    inner = value[1:-1].strip()
+    items = [part.strip() for part in inner.split(",")] if inner else []
+    if not all(items):
+        raise LookupError(value)
+    return [_scalar(item, True) for item in items]
+
+
 def _fast_load(text: str) -> dict[str, Any]:
     """Read flat ``key: value`` front matter; LookupError means "ask PyYAML"."""
     result: dict[str, Any] = {}
@@ -123,28 +156,23 @@ def _fast_load(text: str) -> dict[str, Any]:
         # (which str.strip and regex \s take for whitespace) they may not.
         if not line.isprintable():
             raise LookupError(line)
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        match = _LINE.fullmatch(line)
-        if not match or match.group(1) in result:
+        # "key: value": the key is the text before the first ": ", so a valid key
+        # (which holds no ":") means the line's first colon is followed by a space.
+        key, colon, value = line.partition(": ")
+        value = value.strip(" ")
+        if not colon or not value or key in result:
             raise LookupError(line)
-        key, value = match.groups()
         if key not in _PLAIN_KEYS:
+            if not _KEY.fullmatch(key):
+                raise LookupError(line)
             resolved = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False))  # type: ignore[no-untyped-call]
             if resolved != _STR:
                 raise LookupError(key)  # keys such as "yes" or "null" are not strings in YAML 1.1
-            if len(_PLAIN_KEYS) < 1000:
+            if len(_PLAIN_KEYS) < _CACHE_LIMIT:
                 _PLAIN_KEYS.add(key)
-        if value.startswith("["):
-            if not value.endswith("]"):
-                raise LookupError(line)
-            inner = value[1:-1].strip()
-            items = [part.strip() for part in inner.split(",")] if inner else []
-            if any(not item for item in items):
-                raise LookupError(line)
-            result[key] = [_scalar(item, True) for item in items]
-        else:
-            result[key] = _scalar(value, False)
+        result[key] = _flow_list(value) if value[0] == "[" else _scalar(value, False)
     return result
 
 

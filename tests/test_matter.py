@@ -85,6 +85,25 @@ SCALARS = [
     "[=]",
     "<<",
     "😀 ok",
+    # Lists of quoted names, read in one match.
+    '["a" , "b"]',
+    '[ "a"]',
+    '["a",]',
+    '["a" "b"]',
+    '["a", ]',
+    '["a\\"b"]',
+    '["a,b", "c"]',
+    '["", "x"]',
+    '["a"] x',
+    '["a"]]',
+    '[["a"]]',
+    "['a', \"b\"]",
+    # Plain values PyYAML types (the fast path remembers them once built).
+    "10",
+    "true",
+    "NULL",
+    "1e3",
+    "+12",
 ]
 
 
