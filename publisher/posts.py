@@ -242,7 +242,10 @@ def parse_post(
     if meta.get("date") is not None:
         date = get("date", lambda v: parse_date(v, tz), None)
     elif prefix:
-        date = parse_date(prefix.group(1), tz)
+        try:
+            date = parse_date(prefix.group(1), tz)
+        except ValueError as exc:
+            raise PostError(source, f"file name: {exc}", 1, 1, "date") from None
     else:
         raise fail("date", "missing: give a date, or start the file name with YYYY-MM-DD-")
     updated = None

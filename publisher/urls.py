@@ -100,7 +100,7 @@ def expand_permalink(
     }
     path = "".join(
         (values[part[1:]] if part[1:] in values else _DATE_PARTS[part[1:]](date))
-        if part[:1] == ":"
+        if part[:1] == ":" and (part[1:] in values or part[1:] in _DATE_PARTS)
         else part
         for part in _pieces(pattern)
     )

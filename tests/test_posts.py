@@ -162,6 +162,21 @@ def test_bad_posts_get_one_line_naming_file_line_column_and_field(text: str, exp
     assert error_of(text) == expected
 
 
+def test_a_file_name_date_that_is_no_date_is_one_line() -> None:
+    message = error_of("---\ntitle: T\n---\n", "posts/2025-13-01-x.md")
+    assert message == (
+        "posts/2025-13-01-x.md:1:1: date: file name: "
+        "cannot read '2025-13-01' as a date: month must be in 1..12"
+    )
+
+
+def test_unknown_permalink_placeholders_stay_as_written() -> None:
+    post = parse("---\ntitle: T\npermalink: /:year:foo/:title/\n---\n")
+    assert post.permalink == "/2025:foo/hello/"
+    post = parse("---\ntitle: T\npermalink: :name/:title\n---\n")
+    assert post.permalink == "/:name/hello"
+
+
 def test_invalid_utf8_names_the_byte_position() -> None:
     data = b"---\ntitle: ok\ndate: 2025-01-01\nauthor: ab" + b"\xff\n---\n"
     assert error_of(data) == "posts/x.md:4:11: encoding: invalid UTF-8 (save the file as UTF-8)"
