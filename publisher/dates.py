@@ -20,6 +20,9 @@ _DATE = re.compile(
        \s*(Z|z|[+-]\d{2}:?\d{2}|[+-]\d{2})?)?\s*$""",
     re.VERBOSE,
 )
+# Jekyll's own form, which most posts use: read by datetime.fromisoformat, whose
+# checks are datetime's own, in a tenth of the time of the general pattern.
+_JEKYLL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} [+-][0-9]{4}")
 
 
 def parse_date(value: object, tz: tzinfo) -> datetime:
@@ -33,6 +36,15 @@ def parse_date(value: object, tz: tzinfo) -> datetime:
         return datetime.combine(value, time(), tz)
     if not isinstance(value, str):
         raise ValueError(f"expected a date such as 2025-09-07 08:26:39 +0000, got {value!r}")
+    if _JEKYLL.fullmatch(value):
+        try:
+            d = datetime.fromisoformat(value[:19])
+            zone = _offset(value[20:])
+        except ValueError:
+            pass  # not a valid date: the general path below words the message
+        else:
+            # Built anew rather than with replace(), which is slower.
+            return datetime(d.year, d.month, d.day, d.hour, d.minute, d.second, 0, zone)
     match = _DATE.match(value)
     if not match:
         raise ValueError(f"cannot read {value!r} as a date (use 2025-09-07 08:26:39 +0000)")

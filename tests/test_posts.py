@@ -53,12 +53,37 @@ def test_the_seed_post_reads_as_jekyll_would() -> None:
         ("2025-09-07", datetime(2025, 9, 7, tzinfo=TOKYO)),
         ("2025-09-07 10:00", datetime(2025, 9, 7, 10, tzinfo=TOKYO)),
         ("'2025-09-07 08:26:39Z'", datetime(2025, 9, 7, 8, 26, 39, tzinfo=UTC)),
+        (
+            "2025-09-07 08:26:39 -0130",
+            datetime(2025, 9, 7, 8, 26, 39, tzinfo=timezone(-timedelta(hours=1, minutes=30))),
+        ),
+        ("2025-9-7 8:26:39 +0000", datetime(2025, 9, 7, 8, 26, 39, tzinfo=UTC)),
+        ("2025-09-07  08:26:39 +0000", datetime(2025, 9, 7, 8, 26, 39, tzinfo=UTC)),
     ],
 )
 def test_dates_jekyll_accepts(value: str, expected: datetime) -> None:
     post = parse(f"---\ntitle: T\ndate: {value}\n---\n")
     assert post.date == expected
     assert post.date.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2025-02-29 08:00:00 +0900", "day is out of range for month"),
+        ("2025-09-07 24:00:00 +0900", "hour must be in 0..23"),
+        ("2025-09-07 08:26:60 +0900", "second must be in 0..59"),
+        ("0000-09-07 08:26:39 +0900", "year 0 is out of range"),
+    ],
+)
+def test_impossible_dates_in_jekylls_form_are_one_line(value: str, message: str) -> None:
+    expected = f"posts/x.md:3:7: date: cannot read '{value}' as a date: {message}"
+    assert error_of(f"---\ntitle: T\ndate: {value}\n---\n") == expected
+
+
+def test_an_offset_out_of_range_is_one_line() -> None:
+    message = error_of("---\ntitle: T\ndate: 2025-09-07 08:26:39 +2400\n---\n")
+    assert message == "posts/x.md:3:7: date: time zone offset '+2400' is out of range"
 
 
 def test_date_and_slug_come_from_the_file_name_when_missing() -> None:
