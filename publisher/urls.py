@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from functools import lru_cache
 from urllib.parse import quote
@@ -33,7 +33,7 @@ def slugify(text: str, *, lower: bool = True, pretty: bool = False) -> str:
         text = text.lower()
     slug = (_PRETTY_SEPARATORS if pretty else _SEPARATORS).sub("-", text).strip("-")
     # A slug is one path segment: "." and ".." would not be.
-    return "" if set(slug) <= {"."} else slug
+    return slug if slug.strip(".") else ""
 
 
 def assign_slugs(names: Iterable[str], overrides: Mapping[str, str]) -> dict[str, str]:
@@ -64,24 +64,37 @@ _PLACEHOLDER = re.compile(
 )
 
 
-_DATE_PARTS: dict[str, Callable[[datetime], str]] = {
-    "year": lambda d: f"{d.year:04d}",
-    "short_year": lambda d: f"{d.year % 100:02d}",
-    "month": lambda d: f"{d.month:02d}",
-    "i_month": lambda d: str(d.month),
-    "day": lambda d: f"{d.day:02d}",
-    "i_day": lambda d: str(d.day),
-    "y_day": lambda d: f"{d.timetuple().tm_yday:03d}",
-    "hour": lambda d: f"{d.hour:02d}",
-    "minute": lambda d: f"{d.minute:02d}",
-    "second": lambda d: f"{d.second:02d}",
+# Each placeholder as a str.format field, so that a pattern becomes one format
+# string, parsed once and expanded in a single call.
+_FIELDS = {
+    "year": "{d.year:04d}",
+    "short_year": "{short_year:02d}",
+    "month": "{d.month:02d}",
+    "i_month": "{d.month}",
+    "day": "{d.day:02d}",
+    "i_day": "{d.day}",
+    "y_day": "{y_day:03d}",
+    "hour": "{d.hour:02d}",
+    "minute": "{d.minute:02d}",
+    "second": "{d.second:02d}",
+    "title": "{slug}",
+    "slug": "{slug}",
+    "categories": "{categories}",
+    "output_ext": "{ext}",
 }
 
 
 @lru_cache(maxsize=32)
-def _pieces(pattern: str) -> tuple[str, ...]:
-    """The pattern split into literal text and ``:placeholder`` pieces, parsed once."""
-    return tuple(piece for piece in _PLACEHOLDER.split(pattern) if piece)
+def _template(pattern: str) -> tuple[str, bool]:
+    """The pattern as a format string, and whether it needs the day of the year."""
+    fields = []
+    for piece in _PLACEHOLDER.split(pattern):
+        if piece[:1] == ":" and piece[1:] in _FIELDS:
+            fields.append(_FIELDS[piece[1:]])
+        else:
+            fields.append(piece.replace("{", "{{").replace("}", "}}"))
+    template = "".join(fields)
+    return template, "{y_day" in template
 
 
 def expand_permalink(
@@ -92,18 +105,17 @@ def expand_permalink(
     The result is a path (not yet percent-encoded) that always starts with ``/``
     and never holds an empty segment.
     """
-    values = {
-        "title": slug,
-        "slug": slug,
-        "categories": "/".join(categories),
-        "output_ext": ext,
-    }
-    path = "".join(
-        (values[part[1:]] if part[1:] in values else _DATE_PARTS[part[1:]](date))
-        if part[:1] == ":" and (part[1:] in values or part[1:] in _DATE_PARTS)
-        else part
-        for part in _pieces(pattern)
+    template, needs_y_day = _template(pattern)
+    path = template.format(
+        d=date,
+        slug=slug,
+        categories="/".join(categories),
+        ext=ext,
+        short_year=date.year % 100,
+        y_day=date.timetuple().tm_yday if needs_y_day else 0,
     )
+    if path[:1] == "/" and "//" not in path and "/." not in path:
+        return path  # no empty, "." or ".." segment to drop: already in shape
     trailing = "/" if path.endswith("/") else ""
     segments = [s for s in path.split("/") if s not in ("", ".", "..")]
     return "/" + "/".join(segments) + (trailing if segments else "")

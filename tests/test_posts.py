@@ -121,6 +121,23 @@ def test_id_depends_on_the_file_not_on_its_text() -> None:
     assert before.digest != after.digest
 
 
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("/:year/:short_year/:i_month/:i_day/:y_day/:title/", "/2025/25/1/2/002/hello/"),
+        ("/:hour-:minute-:second/:slug:output_ext", "/10-05-09/hello.html"),
+        ("/{x}/:title/{:year}", "/{x}/hello/{2025}"),
+        ("/:categories/:title", "/hello"),
+        ("/a//b/./../:title", "/a/b/hello"),
+        ("no-slash/:title/", "/no-slash/hello/"),
+        ("/", "/"),
+    ],
+)
+def test_permalink_patterns(pattern: str, expected: str) -> None:
+    post = parse(f"---\ntitle: T\ndate: 2025-01-02 10:05:09\npermalink: '{pattern}'\n---\n")
+    assert post.permalink == expected
+
+
 def test_a_permalink_cannot_climb_out_of_the_site() -> None:
     post = parse("---\ntitle: T\npermalink: /../../etc/passwd\n---\n")
     assert post.permalink == "/etc/passwd"
