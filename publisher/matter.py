@@ -21,6 +21,9 @@ from frontmatter.default_handlers import YAMLHandler
 __all__ = ["MatterError", "load_matter", "split_matter"]
 
 _FENCE = re.compile(rb"^(---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+# The closing fence, found from its newline: a search for a literal first byte
+# skips ahead, where "^" in multiline mode is tried at every byte.
+_CLOSING = re.compile(rb"\n(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
 # A front matter needs a few dozen YAML nodes; an alias bomb needs billions.
 _MAX_NODES = 10_000
 
@@ -91,12 +94,12 @@ def split_matter(data: bytes) -> tuple[bytes, int, int]:
     first = _FENCE.match(data)
     if not first or first.group(1) != b"---":
         raise MatterError("missing: a post starts with a line '---'", 1, 1)
-    closing = _FENCE.search(data, first.end())
+    # The first fence ends before a newline or at the end, so a closing fence
+    # is a line of its own after that newline.
+    closing = _CLOSING.search(data, first.end())
     if not closing:
         raise MatterError("no closing '---' line", 1, 1)
-    start = first.end() + 1
-    matter = data[start : closing.start()] if start <= closing.start() else b""
-    return matter, 2, closing.end() + 1
+    return data[first.end() + 1 : closing.start() + 1], 2, closing.end() + 1
 
 
 def _plain(text: str) -> Any:

@@ -153,6 +153,31 @@ def test_yaml_errors_carry_the_files_line_and_column() -> None:
     assert (caught.value.line, caught.value.col) == (4, 1)
 
 
+@pytest.mark.parametrize(
+    ("data", "matter", "offset"),
+    [
+        (b"---\na: 1\n---\nbody", b"a: 1\n", 13),
+        (b"---\na: 1\n...\nbody", b"a: 1\n", 13),
+        (b"---  \na: 1\n---  \nbody", b"a: 1\n", 17),
+        (b"---\n---\nbody", b"", 8),
+        (b"---\n---", b"", 8),
+        (b"---\na: ---\n ---\n-----\n---\n", b"a: ---\n ---\n-----\n", 26),
+        # Offsets count from after a BOM, as read_body expects.
+        (b"\xef\xbb\xbf---\na: 1\n---\n", b"a: 1\n", 13),
+    ],
+)
+def test_the_front_matter_ends_at_the_first_fence_line(
+    data: bytes, matter: bytes, offset: int
+) -> None:
+    assert split_matter(data) == (matter, 2, offset)
+
+
+@pytest.mark.parametrize("data", [b"---", b"---\na: 1\n", b"---\na: 1\n ---\n", b"---x\n---\n"])
+def test_front_matter_without_both_fences_is_an_error(data: bytes) -> None:
+    with pytest.raises(MatterError):
+        split_matter(data)
+
+
 def test_a_windows_file_reads_like_a_unix_one(tmp_path: Path) -> None:
     data = b"---\r\ntitle: T\r\ndate: 2025-01-01\r\n---\r\nbody\r\n"
     matter, _, offset = split_matter(data)
