@@ -68,12 +68,13 @@ _TYPED = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
-# What PyYAML made of plain scalars such as "10" or "true", which a blog repeats in
-# every post. Values are immutable (int, float, bool, None); the bound keeps a
-# long-running watcher's memory flat whatever the posts hold.
-_TYPED_VALUES: dict[str, Any] = {}
 _PLAIN_KEYS: set[str] = set()  # keys already known to resolve to strings
-_CACHE_LIMIT = 1000
+_KEYS_LIMIT = 1000
+# Lines such as "layout: post" or an author's name recur in most posts of a
+# blog, so what the fast path made of each line is kept (a list as a tuple, to
+# be copied). The memo starts over when full, which bounds its size.
+_LINES: dict[str, tuple[str, Any]] = {}
+_LINES_LIMIT = 4096
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _DOUBLE = re.compile(r'"([^"\\]*)"')
@@ -105,8 +106,6 @@ def split_matter(data: bytes) -> tuple[bytes, int, int]:
 def _plain(text: str) -> Any:
     if text[0] not in _IMPLICIT:
         return text  # no implicit type starts with this character: a string
-    if text in _TYPED_VALUES:
-        return _TYPED_VALUES[text]
     tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     if tag in (_STR, _TIMESTAMP):
         return text  # both constructors give back the text itself
@@ -114,10 +113,7 @@ def _plain(text: str) -> Any:
         raise LookupError(text)
     # The constructor itself, not construct_object, which would keep every node.
     constructor = _CONSTRUCTOR.yaml_constructors[tag]
-    value = constructor(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
-    if len(_TYPED_VALUES) < _CACHE_LIMIT:
-        _TYPED_VALUES[text] = value
-    return value
+    return constructor(_CONSTRUCTOR, yaml.ScalarNode(tag, text))
 
 
 def _scalar(text: str, item: bool) -> Any:
@@ -150,32 +146,48 @@ def _flow_list(value: str) -> list[Any]:
     return [_scalar(item, True) for item in items]
 
 
+def _read_line(line: str) -> tuple[str, Any]:
+    """One ``key: value`` line as (key, value), lists as tuples; LookupError means "ask PyYAML"."""
+    # "key: value": the key is the text before the first ": ", so a valid key
+    # (which holds no ":") means the line's first colon is followed by a space.
+    key, colon, value = line.partition(": ")
+    value = value.strip(" ")
+    if not colon or not value:
+        raise LookupError(line)
+    if key not in _PLAIN_KEYS:
+        if not _KEY.fullmatch(key):
+            raise LookupError(line)
+        resolved = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False))  # type: ignore[no-untyped-call]
+        if resolved != _STR:
+            raise LookupError(key)  # keys such as "yes" or "null" are not strings in YAML 1.1
+        if len(_PLAIN_KEYS) < _KEYS_LIMIT:
+            _PLAIN_KEYS.add(key)
+    if value[0] == "[":
+        return key, tuple(_flow_list(value))
+    return key, _scalar(value, False)
+
+
 def _fast_load(text: str) -> dict[str, Any]:
     """Read flat ``key: value`` front matter; LookupError means "ask PyYAML"."""
     result: dict[str, Any] = {}
     for line in text.split("\n"):
-        # Python and YAML agree on printable characters; on tabs, controls, the
-        # other YAML line breaks (NEL, LS, PS), a BOM or spaces such as U+3000
-        # (which str.strip and regex \s take for whitespace) they may not.
-        if not line.isprintable():
-            raise LookupError(line)
-        if not line or line[0] == "#":
-            continue
-        # "key: value": the key is the text before the first ": ", so a valid key
-        # (which holds no ":") means the line's first colon is followed by a space.
-        key, colon, value = line.partition(": ")
-        value = value.strip(" ")
-        if not colon or not value or key in result:
-            raise LookupError(line)
-        if key not in _PLAIN_KEYS:
-            if not _KEY.fullmatch(key):
+        known = _LINES.get(line)
+        if known is None:
+            # Python and YAML agree on printable characters; on tabs, controls, the
+            # other YAML line breaks (NEL, LS, PS), a BOM or spaces such as U+3000
+            # (which str.strip and regex \s take for whitespace) they may not.
+            if not line.isprintable():
                 raise LookupError(line)
-            resolved = _RESOLVER.resolve(yaml.ScalarNode, key, (True, False))  # type: ignore[no-untyped-call]
-            if resolved != _STR:
-                raise LookupError(key)  # keys such as "yes" or "null" are not strings in YAML 1.1
-            if len(_PLAIN_KEYS) < _CACHE_LIMIT:
-                _PLAIN_KEYS.add(key)
-        result[key] = _flow_list(value) if value[0] == "[" else _scalar(value, False)
+            if not line or line[0] == "#":
+                continue
+            known = _read_line(line)
+            if len(_LINES) >= _LINES_LIMIT:
+                _LINES.clear()
+            _LINES[line] = known
+        key, value = known
+        if key in result:
+            raise LookupError(line)
+        result[key] = list(value) if isinstance(value, tuple) else value
     return result
 
 

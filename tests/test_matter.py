@@ -140,6 +140,16 @@ def test_every_sample_value_reads_the_same_both_ways(value: str) -> None:
     assert_both_readers_agree(f"title: {value}\n")
 
 
+def test_a_line_read_again_gives_the_same_value_and_a_list_of_its_own() -> None:
+    first = load_matter("tags: [a, 1]\nn: 10\n", 2)
+    first["tags"].append("changed")
+    again = load_matter("n: 10\ntags: [a, 1]\n", 2)
+    assert again == {"tags": ["a", 1], "n": 10}
+    assert again["tags"] is not first["tags"]
+    # The same line twice is a duplicate key, which PyYAML reads (the last one wins).
+    assert load_matter("n: 10\nn: 10\n", 2) == {"n": 10}
+
+
 def test_the_seed_front_matter_reads_the_same_both_ways() -> None:
     matter, first, _ = split_matter(SEED.read_bytes())
     text = matter.decode("utf-8")
