@@ -104,8 +104,10 @@ def split_matter(data: bytes) -> tuple[bytes, int, int]:
 
 
 def _plain(text: str) -> Any:
-    if text[0] not in _IMPLICIT:
-        return text  # no implicit type starts with this character: a string
+    # No implicit type starts with this character; or the text holds a space,
+    # which of YAML 1.1's implicit types only a timestamp may (read as text here).
+    if text[0] not in _IMPLICIT or " " in text:
+        return text
     tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     if tag in (_STR, _TIMESTAMP):
         return text  # both constructors give back the text itself

@@ -98,7 +98,20 @@ SCALARS = [
     '["a"]]',
     '[["a"]]',
     "['a', \"b\"]",
-    # Plain values PyYAML types (the fast path remembers them once built).
+    # With a space, only a timestamp among YAML 1.1's implicit types.
+    "1 000",
+    "0x1F 2",
+    "+1 2",
+    ".inf x",
+    "true story",
+    "on time",
+    "null value",
+    "~ x",
+    "12:30 pm",
+    "2025-09-07 08:26",
+    "2025-09-07T08:26:39 Z",
+    "2025-09-07 08:26:39.5 -09",
+    # Plain values PyYAML types.
     "10",
     "true",
     "NULL",
