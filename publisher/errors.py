@@ -46,6 +46,11 @@ class ConfigError(PublisherError):
         self.source = source
         super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str], str]]:
+        # Raised in a build's worker process, it is pickled back to the parent;
+        # the default would call __init__ with the joined message only.
+        return (ConfigError, (self.problems, self.source))
+
 
 class PostError(PublisherError):
     """A post cannot be used; the message names file, line, column and field."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["map_chunks", "worker_count"]
 
@@ -31,11 +31,24 @@ def worker_count(items: int) -> int:
     return max(1, min(cores or 1, items // MIN_ITEMS_PER_WORKER))
 
 
+# The job of the map_chunks call under way. Worker processes are forked after it
+# is set, so they find the function and their chunk here: neither is pickled.
+_job: tuple[Callable[[Sequence[Any]], list[Any]], list[Sequence[Any]]] | None = None
+
+
+def _run_chunk(index: int) -> list[Any]:
+    assert _job is not None, "map_chunks workers must be forked"
+    func, chunks = _job
+    return func(chunks[index])
+
+
 def map_chunks(func: Callable[[Sequence[T]], list[R]], items: Sequence[T], workers: int) -> list[R]:
     """``func`` over ``items`` in ``workers`` contiguous chunks; results keep the input order.
 
-    ``func`` must be a module-level function: it is sent to the workers by name.
+    Workers are forked, so ``func`` may be any callable (a partial holding large
+    objects costs nothing to hand over); only its results are pickled back.
     """
+    global _job
     if workers <= 1 or len(items) < 2:
         return func(items)
     # Imported here: a warm build never forks, and these cost start-up time.
@@ -45,9 +58,13 @@ def map_chunks(func: Callable[[Sequence[T]], list[R]], items: Sequence[T], worke
     size = -(-len(items) // workers)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=context) as pool:
-        futures = [pool.submit(func, chunk) for chunk in chunks[1:]]
-        results = func(chunks[0])
-        for future in futures:
-            results.extend(future.result())
+    _job = (func, chunks)
+    try:
+        with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=context) as pool:
+            futures = [pool.submit(_run_chunk, i) for i in range(1, len(chunks))]
+            results = func(chunks[0])
+            for future in futures:
+                results.extend(future.result())
+    finally:
+        _job = None
     return results

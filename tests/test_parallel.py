@@ -1,0 +1,65 @@
+"""A cold build spread over forked workers makes exactly what one process makes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from publisher.build import build
+from publisher.errors import ConfigError
+from publisher.parallel import map_chunks
+
+from .conftest import Site
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers are forked")
+
+
+def _tagged(items: Sequence[int]) -> list[tuple[int, int]]:
+    return [(os.getpid(), item * 2) for item in items]
+
+
+def test_map_chunks_keeps_the_order_and_really_uses_other_processes() -> None:
+    results = map_chunks(_tagged, list(range(10)), 2)
+    assert [value for _, value in results] == [2 * i for i in range(10)]
+    assert len({pid for pid, _ in results}) == 2
+    assert results[0][0] == os.getpid()  # the caller does one share itself
+
+
+def _many_posts(site: Site, count: int = 420) -> None:
+    # Enough posts, categories and feeds that parsing, rendering and making the
+    # feed documents are each worth two processes.
+    for i in range(count):
+        day = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}"
+        site.post(
+            f"{day}-post-{i}.md",
+            f"title: Post {i}\ncategories: [C{i % 20}]\ntags: [t{i % 7}]",
+            f"Body of post {i} with *emphasis* and a [link](../x{i}.html).\n",
+        )
+
+
+def test_a_parallel_cold_build_writes_the_same_bytes_as_a_serial_one(
+    site: Site, tmp_path: Path
+) -> None:
+    _many_posts(site)
+    config = site.config()
+    serial = build(config, use_cache=False, parallel=False)
+    expected = {p.relative_to(site.output): p.read_bytes() for p in site.output.rglob("*.*")}
+    shutil.rmtree(site.output)
+    parallel = build(config, use_cache=False, parallel=True)
+    got = {p.relative_to(site.output): p.read_bytes() for p in site.output.rglob("*.*")}
+    assert got == expected and len(got) == 3 * 21 + 2
+    assert (parallel.parsed, parallel.rendered) == (serial.parsed, serial.rendered) == (420, 400)
+
+
+def test_a_template_error_in_a_worker_is_the_same_one_line(site: Site) -> None:
+    _many_posts(site)
+    (site.root / "templates").mkdir()
+    (site.root / "templates" / "index.html.j2").write_text("{{ site.title }\n", "utf-8")
+    with pytest.raises(ConfigError) as raised:
+        build(site.config(), use_cache=False, parallel=True)
+    (line,) = str(raised.value).splitlines()
+    assert line.startswith(f"{site.root / 'templates' / 'index.html.j2'}: line 1: ")
