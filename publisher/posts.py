@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from publisher.dates import parse_date
@@ -42,6 +42,9 @@ MAX_POST_BYTES = 4 * 1024 * 1024
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
 # XML 1.0 forbids these code points; one of them in a title breaks a whole feed.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# What urllib's quote(..., safe="/-._~") leaves as it is.
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
+_T = TypeVar("_T")
 
 
 class Post(NamedTuple):
@@ -137,10 +140,15 @@ def _names(value: Any) -> list[str]:
     if isinstance(value, list):
         names = []
         for item in value:
-            if isinstance(item, dict | list) or item is None:
+            if isinstance(item, str):
+                name = item.strip()
+            elif isinstance(item, dict | list) or item is None:
                 raise ValueError("must be a list of names or a space-separated string")
-            names.append(str(item).strip())
-        return [n for n in names if n]
+            else:
+                name = str(item).strip()
+            if name:
+                names.append(name)
+        return names
     if isinstance(value, int | float) and not isinstance(value, bool):
         return [str(value)]
     raise ValueError("must be a list of names or a space-separated string")
@@ -166,6 +174,25 @@ def _author(value: Any) -> str:
 @lru_cache(maxsize=8)
 def _host(site_url: str) -> str:
     return urlsplit(site_url).hostname or "localhost"
+
+
+class _FieldError(Exception):
+    """A field's value cannot be used; parse_post adds the file, line and column."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def _get(meta: dict[str, Any], name: str, convert: Callable[..., _T], *args: Any) -> _T | None:
+    """``convert(meta[name], *args)``, or None when the field is missing or null."""
+    value = meta.get(name)
+    if value is None:
+        return None
+    try:
+        return convert(value, *args)
+    except ValueError as exc:
+        raise _FieldError(name, str(exc)) from None
 
 
 def parse_post(
@@ -205,26 +232,12 @@ def parse_post(
         )
     body_line = data.count(b"\n", 0, body_offset) + 1
 
-    def fail(name: str, message: str) -> PostError:
-        line, col = _field_position(matter, name, first_line)
-        return PostError(source, message, line, col, name)
-
-    def get(name: str, convert: Any, default: Any) -> Any:
-        if meta.get(name) is None:
-            return default
-        try:
-            return convert(meta[name])
-        except ValueError as exc:
-            raise fail(name, str(exc)) from None
-
     warnings: list[str] = []
     # One search of the whole front matter spares a search per field in the usual
     # case; a backslash may be a YAML escape that makes a forbidden character.
     suspect = "\\" in matter or _XML_ILLEGAL.search(matter) is not None
 
     def clean(name: str, text: str) -> str:
-        if not suspect:
-            return text
         cleaned, changed = remove_xml_illegal(text)
         if changed:
             line, col = _field_position(matter, name, first_line)
@@ -235,45 +248,64 @@ def parse_post(
     stem = stem if stem is not None else without_ext.rsplit("/", 1)[-1]
     prefix = _DATE_PREFIX.match(stem)
 
-    title = clean("title", get("title", _text, ""))
-    if not title:
-        raise fail("title", "missing: every post needs a title")
+    # Fields are read in a fixed order, so the first problem is always the one reported.
+    try:
+        title = _get(meta, "title", _text) or ""
+        if suspect:
+            title = clean("title", title)
+        if not title:
+            raise _FieldError("title", "missing: every post needs a title")
 
-    if meta.get("date") is not None:
-        date = get("date", lambda v: parse_date(v, tz), None)
-    elif prefix:
-        try:
-            date = parse_date(prefix.group(1), tz)
-        except ValueError as exc:
-            raise PostError(source, f"file name: {exc}", 1, 1, "date") from None
-    else:
-        raise fail("date", "missing: give a date, or start the file name with YYYY-MM-DD-")
-    updated = None
-    for key in ("last_modified_at", "updated"):
-        if meta.get(key) is not None:
-            updated = get(key, lambda v: parse_date(v, tz), None)
-            break
+        date = _get(meta, "date", parse_date, tz)
+        if date is None and prefix:
+            try:
+                date = parse_date(prefix.group(1), tz)
+            except ValueError as exc:
+                raise PostError(source, f"file name: {exc}", 1, 1, "date") from None
+        elif date is None:
+            raise _FieldError(
+                "date", "missing: give a date, or start the file name with YYYY-MM-DD-"
+            )
+        updated = _get(meta, "last_modified_at", parse_date, tz)
+        if updated is None:
+            updated = _get(meta, "updated", parse_date, tz)
 
-    categories = get("categories", _names, []) + get("category", _names, [])
-    tags = get("tags", _names, []) + get("tag", _names, [])
-    categories = [clean("categories", c) for c in dict.fromkeys(categories)]
-    tags = [clean("tags", t) for t in dict.fromkeys(tags)]
+        categories = (_get(meta, "categories", _names) or []) + (
+            _get(meta, "category", _names) or []
+        )
+        tags = (_get(meta, "tags", _names) or []) + (_get(meta, "tag", _names) or [])
+        categories = list(dict.fromkeys(categories))
+        tags = list(dict.fromkeys(tags))
+        if suspect:
+            categories = [clean("categories", c) for c in categories]
+            tags = [clean("tags", t) for t in tags]
 
-    slug_source = get("slug", _text, "") or (prefix.group(2) if prefix else stem)
-    slug = slugify(slug_source, lower=False, pretty=True) or "post"
-    pattern = get("permalink", _text, "") or permalink
-    # Jekyll's :categories is each name lowercased, not slugified; the URL is
-    # percent-encoded when written. A "/" in a name must not add a folder level.
-    path = expand_permalink(
-        pattern, slug=slug, date=date, categories=[c.lower().replace("/", "-") for c in categories]
-    )
+        slug_source = _get(meta, "slug", _text) or (prefix.group(2) if prefix else stem)
+        slug = slugify(slug_source, lower=False, pretty=True) or "post"
+        pattern = _get(meta, "permalink", _text) or permalink
+        # Jekyll's :categories is each name lowercased, not slugified; the URL is
+        # percent-encoded when written. A "/" in a name must not add a folder level.
+        names = [c.lower().replace("/", "-") for c in categories]
+        path = expand_permalink(pattern, slug=slug, date=date, categories=names)
 
-    explicit_id = clean("id", get("id", _text, "") or get("guid", _text, ""))
+        explicit_id = _get(meta, "id", _text) or _get(meta, "guid", _text) or ""
+        author = _get(meta, "author", _author) or ""
+        excerpt = _get(meta, "excerpt", _text) or ""
+    except _FieldError as exc:
+        line, col = _field_position(matter, exc.name, first_line)
+        raise PostError(source, str(exc), line, col, exc.name) from None
+    if suspect:
+        explicit_id = clean("id", explicit_id)
+        author = clean("author", author)
+        excerpt = clean("excerpt", excerpt)
+
     host = _host(site_url)
     day = prefix.group(1) if prefix else date.strftime("%Y-%m-%d")
     # The id comes from the file's path, never from its text, so editing a post's
     # title or body never makes readers show it as a new entry.
-    path_key = quote(id_key or without_ext, safe="/-._~")
+    path_key = id_key or without_ext
+    if not _URL_SAFE.fullmatch(path_key):
+        path_key = quote(path_key, safe="/-._~")
     post_id = explicit_id or f"tag:{host},{day}:{path_key}"
 
     draft = bool(meta.get("draft") is True or meta.get("published") is False)
@@ -289,8 +321,8 @@ def parse_post(
         body_line=body_line,
         categories=tuple(categories),
         tags=tuple(tags),
-        author=clean("author", get("author", _author, "")),
-        excerpt=clean("excerpt", get("excerpt", _text, "")),
+        author=author,
+        excerpt=excerpt,
         updated=updated,
         draft=draft,
         warnings=tuple(warnings),

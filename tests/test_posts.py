@@ -100,6 +100,8 @@ def test_categories_and_tags_as_lists_strings_and_singulars() -> None:
     )
     assert post.categories == ("news", "tech", "extra")
     assert post.tags == ("a", "b", "c")
+    post = parse("---\ntitle: T\ncategories: [1, two, 3.5, '', ' x ']\n---\n")
+    assert post.categories == ("1", "two", "3.5", "x")
 
 
 def test_slug_permalink_update_time_and_author_mapping() -> None:
@@ -119,6 +121,12 @@ def test_id_depends_on_the_file_not_on_its_text() -> None:
     after = parse("---\ntitle: New title\n---\nnew text\n", "posts/2025-01-02-hello.md")
     assert before.id == after.id == "tag:example.com,2025-01-02:posts/2025-01-02-hello"
     assert before.digest != after.digest
+
+
+def test_an_id_from_a_path_that_urls_cannot_hold_is_percent_encoded() -> None:
+    post = parse("---\ntitle: T\n---\n", "posts/2025-01-02-日本 語.md")
+    assert post.id == "tag:example.com,2025-01-02:posts/2025-01-02-%E6%97%A5%E6%9C%AC%20%E8%AA%9E"
+    assert post.slug == "日本-語"
 
 
 @pytest.mark.parametrize(
@@ -239,6 +247,31 @@ def test_xml_forbidden_characters_are_removed_with_a_warning() -> None:
     post = parse('---\ntitle: "Bell\\a here"\ndate: 2025-01-01\n---\n', "posts/x.md")
     assert post.title == "Bell here"
     assert post.warnings == ("posts/x.md:2:8: title: removed characters that XML forbids",)
+
+
+def test_the_first_bad_field_in_reading_order_is_the_one_reported() -> None:
+    text = "---\ncategories: {a: 1}\nauthor: [[x]]\ndate: soon\ntitle: T\n---\n"
+    assert error_of(text) == (
+        "posts/x.md:4:7: date: cannot read 'soon' as a date (use 2025-09-07 08:26:39 +0000)"
+    )
+    text = "---\nauthor: [[x]]\ncategories: {a: 1}\ndate: 2025-01-01\ntitle: T\n---\n"
+    assert error_of(text).startswith("posts/x.md:3:13: categories: ")
+
+
+def test_warnings_come_in_the_order_of_the_fields() -> None:
+    post = parse(
+        '---\nexcerpt: "e\\a"\nauthor: "a\\a"\ntags: ["t\\a"]\nid: "i\\a"\n'
+        'title: "T\\a"\ndate: 2025-01-01\n---\n',
+        "posts/x.md",
+    )
+    assert (post.title, post.tags, post.id, post.author, post.excerpt) == (
+        "T",
+        ("t",),
+        "i",
+        "a",
+        "e",
+    )
+    assert [w.split(": ")[1] for w in post.warnings] == ["title", "tags", "id", "author", "excerpt"]
 
 
 def test_editor_leftovers_and_hidden_files_are_not_posts(tmp_path: Path) -> None:
