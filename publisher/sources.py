@@ -93,11 +93,11 @@ def read_edits(
             if len(todo) == limit:
                 return None
             todo.append((name, st, record[3]))
-    folder = config.paths.posts
+    folder = os.fspath(config.paths.posts)
     # A file read here has no old entry: even a touched file is parsed again,
     # which costs less than decoding every stored post to find its old one.
     return {
-        label + name: (key, _read_one(config, folder / name, label + name, label, st, None))
+        label + name: (key, _read_one(config, f"{folder}/{name}", label + name, label, st, None))
         for name, st, key in todo
     }
 
@@ -152,16 +152,33 @@ def _read_chunk(
     config: Config, label: str, items: Sequence[tuple[str, os.stat_result, FileEntry | None]]
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """Read some files; plain tuples come back, as they cross processes far faster."""
-    folder = config.paths.posts
+    folder = os.fspath(config.paths.posts)
     return [
-        (name, entry_to_tuple(_read_one(config, folder / name, label + name, label, st, old)))
+        (name, entry_to_tuple(_read_one(config, f"{folder}/{name}", label + name, label, st, old)))
         for name, st, old in items
     ]
 
 
+def _read_file(path: str, expected: int) -> bytes:
+    """A file's bytes, at most MAX_POST_BYTES + 1 of them (os.read: no buffered file object)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        # Ask for what the stat promised, plus a margin for a file being written.
+        chunks, total, size = [], 0, expected + 4096
+        while total <= MAX_POST_BYTES:
+            chunk = os.read(fd, min(size, MAX_POST_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read_one(
     config: Config,
-    path: Path,
+    path: str,
     source: str,
     label: str,
     st: os.stat_result,
@@ -172,12 +189,7 @@ def _read_one(
         error = PostError(source, f"file is larger than {MAX_POST_BYTES // 2**20} MB", 1, 1, "size")
         return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
     try:
-        with open(path, "rb") as handle:
-            # read(n) allocates n bytes up front, so ask for what the stat promised
-            # (plus a margin for a file that is being written) and read on only if needed.
-            data = handle.read(st.st_size + 4096)
-            if len(data) > st.st_size:
-                data += handle.read(MAX_POST_BYTES + 1 - len(data))
+        data = _read_file(path, st.st_size)
     except OSError as exc:
         error = PostError(source, f"cannot be read: {exc.strerror}", 1, 1, "file")
         return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
@@ -192,7 +204,7 @@ def _read_one(
             tz=config.site.timezone,
             permalink=config.permalink,
             site_url=config.site.url,
-            stem=path.stem,
+            stem=source.rsplit("/", 1)[-1].rsplit(".", 1)[0],
             digest=digest,
             id_key=source[len(label) :].rsplit(".", 1)[0],
         )
