@@ -9,8 +9,9 @@ Usage::
 site's config path, otherwise ``--config PATH`` is appended.
 
 For each N a site is generated with ``make_corpus.generate_corpus`` and the build is
-run as a whole subprocess (``sys.executable``, cwd = the site, PYTHONPATH = this repo,
-so the package under test is the working tree's). Cases, each repeated and reported
+run as a whole subprocess (``sys.executable``, cwd = the site, PYTHONPATH = a
+byte-compiled copy of this repo's package, so the package under test is the
+working tree's, installed as pip would install it). Cases, each repeated and reported
 as the median:
 
 * ``cold``: output folder and ``.publisher-cache`` deleted before every run;
@@ -28,6 +29,7 @@ Exit status: 0 even when a target is missed (this is a report), 1 if a build fai
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shlex
 import shutil
@@ -288,6 +290,25 @@ def build_command(command: str, config: Path) -> list[str]:
     return [*parts, "--config", str(config)]
 
 
+def install_copy(tmp: Path) -> Path:
+    """Copy the working tree's package under ``tmp`` and byte-compile it, as pip install does.
+
+    Run from a source tree with PYTHONDONTWRITEBYTECODE set (as on this
+    machine), Python would compile every module of the package again on each
+    run; an installed package has its bytecode written at install time.
+    Returns the folder to put on PYTHONPATH.
+    """
+    root = tmp / "installed"
+    shutil.copytree(
+        REPO_ROOT / "publisher",
+        root / "publisher",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    if not compileall.compile_dir(root / "publisher", quiet=1):
+        raise SystemExit("error: the package does not byte-compile")
+    return root
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description="Benchmark `publisher build` on generated sites.")
@@ -313,8 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
 
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     print(f"python {sys.version.split()[0]} ({sys.executable}); repo {REPO_ROOT}")
     print(
         f"command: python {shlex.join(build_command(args.command, Path('SITE/config.yaml')))}; "
@@ -323,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[CaseResult] = []
     with tempfile.TemporaryDirectory(prefix="publisher-bench-") as tmp:
+        env = dict(os.environ)
+        package_root = install_copy(Path(tmp))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(package_root), env.get("PYTHONPATH", "")) if p
+        )
         if args.keep is not None:
             args.keep.mkdir(parents=True, exist_ok=True)
         for n in args.sizes:
