@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from typing import Generic, TypeVar
 
 from publisher import __version__
 from publisher.cache import BuildCache
@@ -29,6 +31,8 @@ from publisher.posts import Post, PostSet, content_digest, read_body, split_post
 from publisher.sources import find_post_files, read_edits, read_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
+
+T = TypeVar("T")
 
 # Past this many edited files a warm build reads every post: reusing the plan
 # is meant for the edit that was just saved, not for a checkout.
@@ -71,7 +75,7 @@ def load_site(
     cache: BuildCache | None = None,
     keep_last_good: bool = False,
     parallel: bool = False,
-    found: list[tuple[str, os.stat_result]] | None = None,
+    found: list[tuple[str, os.stat_result | None]] | None = None,
 ) -> tuple[PostSet, list[str], list[PostError], int]:
     """Read every post and split them at ``now``: (posts, warnings, stale errors, parsed count)."""
     now = now or datetime.now(UTC)
@@ -90,7 +94,8 @@ def _plan(
     parallel: bool,
 ) -> BuildResult:
     """Decide what every feed shows, from the last plan when it still holds."""
-    found = find_post_files(config.paths.posts)
+    # With nothing cached every file is read, and its stat taken then (in parallel).
+    found = find_post_files(config.paths.posts, stat=bool(cache.sources()))
     if reuse_plan and cache.memo is not None:
         edits = read_edits(config, cache, found, _MAX_EDITS)
         if edits is not None:
@@ -251,6 +256,29 @@ def _documents(
     return documents
 
 
+class _Background(threading.Thread, Generic[T]):
+    """Runs a function in a thread; :meth:`result` waits for its value (or its exception)."""
+
+    def __init__(self, func: Callable[[], T]) -> None:
+        super().__init__(name="publisher-encode-cache", daemon=True)
+        self._func = func
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._func()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> T | None:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass
 class _Output:
     """One file a build may write: where, what it depends on, and how to make it."""
@@ -352,8 +380,6 @@ def build(
     documents = list(zip(todo, map_chunks(make, todo, workers), strict=True))
 
     if write:
-        for output, data in documents:
-            writer.write(output.relative, data, output.owner)
         fingerprints = {o.relative: o.fingerprint for o in outputs}
         for output in todo:
             if output.scope is not None and any(p.id in unverified for p in output.scope.posts):
@@ -361,14 +387,24 @@ def build(
                 fingerprints[output.relative] = ""
         # A feed this build no longer makes (its category is gone, or a format was
         # turned off) would otherwise stay online, frozen, for its readers.
-        result.removed = writer.remove_stale(sorted(cache.feeds.keys() - fingerprints.keys()))
+        stale = sorted(cache.feeds.keys() - fingerprints.keys())
         changed = result.parsed or result.rendered or cache.sources() != files_before
         dirty = (
             changed or fingerprints != cache.feeds or not use_cache or cache.memo is not memo_before
         )
         cache.feeds = fingerprints
-        if dirty:
-            cache.save()
+        # Encoding the cache is CPU work and writing feeds is mostly waiting for the
+        # disk, so both run at once; the cache is written only after every feed is,
+        # so that it never records a feed that a crash kept from the disk.
+        encoding = _Background(cache.encode) if dirty else None
+        try:
+            for output, data in documents:
+                writer.write(output.relative, data, output.owner)
+            result.removed = writer.remove_stale(stale)
+        finally:
+            encoded = encoding.result() if encoding is not None else None
+        if encoded is not None:
+            cache.commit(encoded)
     cache.close()
     result.written = writer.written
     result.unchanged = writer.unchanged

@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from publisher import __version__
 from publisher.errors import PostError
@@ -301,14 +301,41 @@ class BuildCache:
         return changes
 
     def save(self) -> None:
-        """Write the cache; a failure to save only costs the next build time.
+        """Write the cache; a failure to save only costs the next build time."""
+        encoded = self.encode()
+        if encoded is not None:
+            self.commit(encoded)
+
+    def encode(self) -> Encoded | None:
+        """What :meth:`commit` will write, worked out without touching the disk.
+
+        CPU work only, so that a build can do it while its feeds are being
+        written. None for a cache that lives in memory only.
+        """
+        if self.folder is None:
+            return None
+        changes = self._changes()
+        bodies = [(_body_name(key), _dump_body(self._bodies[key])) for key in self._unsaved]
+        memo = _memo_to_tuple(self.memo) if self.memo is not None else None
+        if self._token and len(changes) <= _MAX_DELTA:
+            delta = (_FORMAT, self.settings, self._token, changes, self.feeds, memo)
+            return Encoded(b"", marshal.dumps(delta, _MARSHAL), self._token, changes, bodies)
+        token = os.urandom(8).hex()
+        stats, posts = {}, {}
+        for source, entry in self.files.items():
+            values = entry_to_tuple(entry)
+            stats[source], posts[source] = values[:4], values[4:]
+        blob = marshal.dumps(posts, _MARSHAL)
+        index = (_FORMAT, self.settings, token, stats, blob, self.feeds, memo)
+        return Encoded(marshal.dumps(index, _MARSHAL), b"", token, {}, bodies)
+
+    def commit(self, encoded: Encoded) -> None:
+        """Write what :meth:`encode` made: new bodies, then the index or its delta.
 
         Nothing is fsynced: a torn file fails to load and is simply rebuilt,
         so durability would only cost time.
         """
-        if self.folder is None:
-            return
-        changes = self._changes()
+        assert self.folder is not None, "encode() gives None for a memory-only cache"
         # Bodies go into one SQLite file: writing hundreds of small files one by
         # one cost a cold build a quarter of a second.
         db = self._body_store()
@@ -316,8 +343,7 @@ class BuildCache:
             if db is not None:
                 with db:
                     db.executemany(
-                        "INSERT OR REPLACE INTO bodies (name, data) VALUES (?, ?)",
-                        [(_body_name(key), _dump_body(self._bodies[key])) for key in self._unsaved],
+                        "INSERT OR REPLACE INTO bodies (name, data) VALUES (?, ?)", encoded.bodies
                     )
                     if self._kept is not None:
                         stored = {name for (name,) in db.execute("SELECT name FROM bodies")}
@@ -327,31 +353,27 @@ class BuildCache:
                         )
                 self._unsaved.clear()
         self.close()
-        memo = _memo_to_tuple(self.memo) if self.memo is not None else None
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
             # Files are replaced atomically but not fsynced: after a power cut a
             # torn cache fails to load and the next build simply runs cold.
-            if self._token and len(changes) <= _MAX_DELTA:
-                data = marshal.dumps(
-                    (_FORMAT, self.settings, self._token, changes, self.feeds, memo), _MARSHAL
-                )
-                _replace(self.folder / _DELTA, data)
-                self._delta = changes
-            else:
-                token = os.urandom(8).hex()
-                stats, posts = {}, {}
-                for source, entry in self.files.items():
-                    values = entry_to_tuple(entry)
-                    stats[source], posts[source] = values[:4], values[4:]
-                blob = marshal.dumps(posts, _MARSHAL)
-                data = marshal.dumps(
-                    (_FORMAT, self.settings, token, stats, blob, self.feeds, memo), _MARSHAL
-                )
-                _replace(self.folder / _NAME, data)
+            if encoded.base:
+                _replace(self.folder / _NAME, encoded.base)
                 (self.folder / _DELTA).unlink(missing_ok=True)
-                self._token, self._delta = token, {}
+            else:
+                _replace(self.folder / _DELTA, encoded.delta)
+            self._token, self._delta = encoded.token, encoded.changes
             self._indexed = self.sources()
+
+
+class Encoded(NamedTuple):
+    """A cache ready to be written (see :meth:`BuildCache.encode`)."""
+
+    base: bytes  # a new base file, or b"" when only the delta is written
+    delta: bytes
+    token: str  # the base file's token once written
+    changes: dict[str, tuple[Any, ...] | None]  # what the delta holds once written
+    bodies: list[tuple[str, bytes]]  # rendered bodies to add, by name
 
 
 def _memo_to_tuple(memo: Memo) -> tuple[Any, ...]:

@@ -34,13 +34,15 @@ class ReadResult:
     parsed: int = 0  # files actually read and parsed (the rest came from the cache)
 
 
-def find_post_files(folder: Path) -> list[tuple[str, os.stat_result]]:
+def find_post_files(folder: Path, *, stat: bool = True) -> list[tuple[str, os.stat_result | None]]:
     """Every post file under ``folder`` (subfolders included) with its stat, sorted.
 
     Names are relative to ``folder`` with forward slashes. Hidden folders and
-    editor leftovers (``*~``, ``.#*``, ``*.swp``, dotfiles) are skipped.
+    editor leftovers (``*~``, ``.#*``, ``*.swp``, dotfiles) are skipped. With
+    ``stat=False`` the stat is None: a build with nothing cached reads every
+    file anyway, and takes the stat of the open file then, in its workers.
     """
-    found: list[tuple[str, os.stat_result]] = []
+    found: list[tuple[str, os.stat_result | None]] = []
     stack = [("", str(folder))]
     while stack:
         prefix, path = stack.pop()
@@ -56,7 +58,7 @@ def find_post_files(folder: Path) -> list[tuple[str, os.stat_result]]:
                 stack.append((f"{prefix}{name}/", entry.path))
             elif is_post_file(name) and entry.is_file():
                 try:
-                    found.append((prefix + name, entry.stat()))
+                    found.append((prefix + name, entry.stat() if stat else None))
                 except OSError:
                     continue
     found.sort(key=lambda item: item[0])
@@ -73,7 +75,7 @@ def _label(config: Config) -> str:
 
 
 def read_edits(
-    config: Config, cache: BuildCache, found: list[tuple[str, os.stat_result]], limit: int
+    config: Config, cache: BuildCache, found: list[tuple[str, os.stat_result | None]], limit: int
 ) -> dict[str, tuple[str, FileEntry]] | None:
     """Read only the files changed since the cache was saved, without decoding the others.
 
@@ -87,7 +89,7 @@ def read_edits(
     todo: list[tuple[str, os.stat_result, str]] = []
     for name, st in found:
         record = cache.record(label + name)
-        if record is None:
+        if record is None or st is None:
             return None
         if record[0] != st.st_mtime_ns or record[1] != st.st_size:
             if len(todo) == limit:
@@ -107,7 +109,7 @@ def read_posts(
     cache: BuildCache,
     keep_last_good: bool = False,
     parallel: bool = False,
-    found: list[tuple[str, os.stat_result]] | None = None,
+    found: list[tuple[str, os.stat_result | None]] | None = None,
 ) -> ReadResult:
     """Read every post of the site, updating ``cache`` in place.
 
@@ -120,11 +122,16 @@ def read_posts(
     label = _label(config)
     result = ReadResult()
     entries: dict[str, FileEntry] = {}
-    todo: list[tuple[str, os.stat_result, FileEntry | None]] = []
+    todo: list[tuple[str, os.stat_result | None, FileEntry | None]] = []
     known = cache.files
     for name, st in find_post_files(folder) if found is None else found:
         entry = known.get(label + name)
-        if entry is None or entry.mtime_ns != st.st_mtime_ns or entry.size != st.st_size:
+        if (
+            entry is None
+            or st is None
+            or entry.mtime_ns != st.st_mtime_ns
+            or entry.size != st.st_size
+        ):
             todo.append((name, st, entry))
         else:
             entries[label + name] = entry
@@ -149,7 +156,9 @@ def read_posts(
 
 
 def _read_chunk(
-    config: Config, label: str, items: Sequence[tuple[str, os.stat_result, FileEntry | None]]
+    config: Config,
+    label: str,
+    items: Sequence[tuple[str, os.stat_result | None, FileEntry | None]],
 ) -> list[tuple[str, tuple[Any, ...]]]:
     """Read some files; plain tuples come back, as they cross processes far faster."""
     folder = os.fspath(config.paths.posts)
@@ -159,21 +168,17 @@ def _read_chunk(
     ]
 
 
-def _read_file(path: str, expected: int) -> bytes:
-    """A file's bytes, at most MAX_POST_BYTES + 1 of them (os.read: no buffered file object)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        # Ask for what the stat promised, plus a margin for a file being written.
-        chunks, total, size = [], 0, expected + 4096
-        while total <= MAX_POST_BYTES:
-            chunk = os.read(fd, min(size, MAX_POST_BYTES + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    finally:
-        os.close(fd)
+def _read_fd(fd: int, expected: int) -> bytes:
+    """An open file's bytes, at most MAX_POST_BYTES + 1 of them (os.read: no file object)."""
+    # Ask for what the stat promised, plus a margin for a file being written.
+    chunks, total, size = [], 0, expected + 4096
+    while total <= MAX_POST_BYTES:
+        chunk = os.read(fd, min(size, MAX_POST_BYTES + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _read_one(
@@ -181,18 +186,24 @@ def _read_one(
     path: str,
     source: str,
     label: str,
-    st: os.stat_result,
+    st: os.stat_result | None,
     old: FileEntry | None,
 ) -> FileEntry:
     last_good = old.last_good if old else None
-    if st.st_size > MAX_POST_BYTES:
-        error = PostError(source, f"file is larger than {MAX_POST_BYTES // 2**20} MB", 1, 1, "size")
-        return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
     try:
-        data = _read_file(path, st.st_size)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = st or os.fstat(fd)
+            if st.st_size > MAX_POST_BYTES:
+                message = f"file is larger than {MAX_POST_BYTES // 2**20} MB"
+                error = PostError(source, message, 1, 1, "size")
+                return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
+            data = _read_fd(fd, st.st_size)
+        finally:
+            os.close(fd)
     except OSError as exc:
         error = PostError(source, f"cannot be read: {exc.strerror}", 1, 1, "file")
-        return FileEntry(st.st_mtime_ns, st.st_size, "", error, last_good)
+        return FileEntry(st.st_mtime_ns if st else 0, st.st_size if st else 0, "", error, last_good)
     digest = content_digest(data)
     if old is not None and old.digest == digest:
         # Same bytes under a new stat (a touch, a checkout): nothing to parse.
