@@ -166,6 +166,21 @@ def test_drafts_unpublished_and_future_posts_are_left_out() -> None:
     assert [p.title for p in result.scheduled] == ["d"]
 
 
+def test_posts_of_one_time_keep_one_order_whatever_order_they_are_read_in() -> None:
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+
+    def at(name: str, date: str) -> Post:
+        return parse(f"---\ntitle: {name}\ndate: {date}\n---\n", f"posts/{name}.md")
+
+    posts = [at("b", "2025-01-01"), at("c", "2025-02-01"), at("a", "2025-01-01")]
+    posts += [at("y", "2025-09-01"), at("z", "2025-08-01"), at("x", "2025-09-01")]
+    for ordering in (posts, posts[::-1]):
+        result = split_posts(ordering, [], now)
+        # Newest first, ties by file name backwards; the next to publish first.
+        assert [p.title for p in result.published] == ["c", "b", "a"]
+        assert [p.title for p in result.scheduled] == ["z", "x", "y"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
