@@ -25,7 +25,7 @@ from publisher.errors import PostError
 from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, plan_scopes, post_url
 from publisher.markup import Rendered, render
 from publisher.memo import make_memo, reuse
-from publisher.output import OutputWriter, safe_join
+from publisher.output import OutputWriter
 from publisher.parallel import map_chunks, worker_count
 from publisher.posts import Post, PostSet, content_digest, read_body, split_posts
 from publisher.sources import find_post_files, read_edits, read_posts
@@ -201,11 +201,14 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
-def _feed_fingerprint(config: Config, scope: Scope, fmt: str) -> str:
+def _feed_fingerprint(settings: str, scope: Scope, fmt: str) -> str:
+    """What one feed depends on: ``settings`` (see build) and each post's file and hash.
+
+    A post is named by its file and the hash of its bytes rather than by its
+    fields: everything parsed from it follows from those and the settings.
+    """
     posts = [(p.source, p.digest) for p in scope.posts]
-    return _fingerprint(
-        config.site, config.feeds, config.permalink, config.paths.output, fmt, scope, posts
-    )
+    return _fingerprint(settings, fmt, scope.kind, scope.name, scope.folder, scope.title, posts)
 
 
 def _template_stamp(config: Config, name: str) -> tuple[int, int]:
@@ -332,12 +335,13 @@ def build(
     )
     scopes = result.scopes
 
+    feed_settings = repr((config.site, config.feeds, config.permalink, config.paths.output))
     # Plan every output and its fingerprint first: on a warm build most files are
     # unchanged, and the posts only they show need not be rendered at all.
     outputs = [
         _Output(
             scope.path(fmt),
-            _feed_fingerprint(config, scope, fmt),
+            _feed_fingerprint(feed_settings, scope, fmt),
             f"the {scope.kind} feed {scope.name!r}",
             scope,
             fmt,
@@ -358,9 +362,8 @@ def build(
     writer = OutputWriter(config.paths.output)
     todo: list[_Output] = []
     for output in outputs:
-        target = safe_join(config.paths.output, output.relative)
+        target = writer.claim(output.relative, output.owner)
         if write and cache.feeds.get(output.relative) == output.fingerprint and target.exists():
-            writer.claim(output.relative, output.owner)
             writer.unchanged.append(output.relative)
         else:
             todo.append(output)

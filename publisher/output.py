@@ -18,8 +18,11 @@ from publisher.errors import OutputError
 __all__ = ["OutputWriter", "atomic_write", "safe_join"]
 
 
-def safe_join(root: Path, relative: str) -> Path:
-    """Return ``root / relative``, refusing anything that would land outside ``root``."""
+def safe_join(root: Path, relative: str, *, resolved_root: Path | None = None) -> Path:
+    """Return ``root / relative``, refusing anything that would land outside ``root``.
+
+    ``resolved_root`` is ``root.resolve()`` when the caller already has it.
+    """
     parts = relative.replace("\\", "/").split("/")
     if any(p in ("..", ".", "") for p in parts):
         raise OutputError(
@@ -29,8 +32,7 @@ def safe_join(root: Path, relative: str) -> Path:
         raise OutputError(f"refusing to write {relative!r}: NUL in path")
     target = root.joinpath(*parts)
     # A symlink inside the output folder could still point elsewhere.
-    resolved_root = root.resolve()
-    if not target.resolve().is_relative_to(resolved_root):
+    if not target.resolve().is_relative_to(resolved_root or root.resolve()):
         raise OutputError(f"refusing to write {relative!r}: it resolves outside {root}")
     return target
 
@@ -66,20 +68,25 @@ class OutputWriter:
         self.claimed: dict[str, str] = {}
         self.written: list[str] = []
         self.unchanged: list[str] = []
+        self._resolved_root = root.resolve()
+        self._targets: dict[str, Path] = {}  # relative path -> target, once claimed
 
     def claim(self, relative: str, owner: str) -> Path:
-        """Reserve ``relative`` for ``owner``; a second claim on one path is an error.
+        """Reserve ``relative`` for ``owner``; a claim by another owner on one path is an error.
 
         ``owner`` says what the file is for, so that two outputs aimed at the
         same path are reported by name instead of one silently replacing the other.
+        The same owner may claim its path again (a build claims before it writes).
         """
-        target = safe_join(self.root, relative)
+        target = self._targets.get(relative)
+        if target is None:
+            target = safe_join(self.root, relative, resolved_root=self._resolved_root)
         key = target.as_posix()
-        if key in self.claimed:
+        if self.claimed.setdefault(key, owner) != owner:
             raise OutputError(
                 f"{relative}: both {self.claimed[key]} and {owner} would be written here"
             )
-        self.claimed[key] = owner
+        self._targets[relative] = target
         return target
 
     def write(self, relative: str, data: bytes, owner: str) -> Path:
@@ -106,7 +113,7 @@ class OutputWriter:
         removed = []
         for relative in relatives:
             try:
-                target = safe_join(self.root, relative)
+                target = safe_join(self.root, relative, resolved_root=self._resolved_root)
             except OutputError:
                 continue
             if target.as_posix() in self.claimed:

@@ -33,20 +33,29 @@ def worker_count(items: int) -> int:
 
 # The job of the map_chunks call under way. Worker processes are forked after it
 # is set, so they find the function and their chunk here: neither is pickled.
-_job: tuple[Callable[[Sequence[Any]], list[Any]], list[Sequence[Any]]] | None = None
+_job: tuple[Callable[[Sequence[Any]], Any], list[Sequence[Any]]] | None = None
 
 
-def _run_chunk(index: int) -> list[Any]:
+def _run_chunk(index: int) -> Any:
     assert _job is not None, "map_chunks workers must be forked"
     func, chunks = _job
     return func(chunks[index])
 
 
-def map_chunks(func: Callable[[Sequence[T]], list[R]], items: Sequence[T], workers: int) -> list[R]:
+def map_chunks(
+    func: Callable[[Sequence[T]], list[R]],
+    items: Sequence[T],
+    workers: int,
+    *,
+    send: Callable[[list[R]], Any] | None = None,
+    receive: Callable[[Any], list[R]] | None = None,
+) -> list[R]:
     """``func`` over ``items`` in ``workers`` contiguous chunks; results keep the input order.
 
     Workers are forked, so ``func`` may be any callable (a partial holding large
-    objects costs nothing to hand over); only its results are pickled back.
+    objects costs nothing to hand over); only its results are pickled back, or
+    first turned into something quicker to pickle by ``send`` in the worker and
+    back by ``receive`` here. The caller's own chunk needs neither.
     """
     global _job
     if workers <= 1 or len(items) < 2:
@@ -58,13 +67,15 @@ def map_chunks(func: Callable[[Sequence[T]], list[R]], items: Sequence[T], worke
     size = -(-len(items) // workers)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     context = multiprocessing.get_context("fork")
-    _job = (func, chunks)
+    work: Callable[[Sequence[T]], Any] = func if send is None else lambda c: send(func(c))
+    _job = (work, chunks)
     try:
         with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=context) as pool:
             futures = [pool.submit(_run_chunk, i) for i in range(1, len(chunks))]
             results = func(chunks[0])
             for future in futures:
-                results.extend(future.result())
+                sent = future.result()
+                results.extend(sent if receive is None else receive(sent))
     finally:
         _job = None
     return results

@@ -48,6 +48,12 @@ def test_two_outputs_for_one_path_are_an_error_naming_both(tmp_path: Path) -> No
         "categories/c/atom.xml: both the category feed 'C#' and the category feed 'C++'"
         " would be written here"
     )
+    # A build claims every path before it writes: the same owner may write its own.
+    writer.claim("rss.xml", "the site feed")
+    writer.write("rss.xml", b"<rss/>", "the site feed")
+    assert (tmp_path / "rss.xml").read_bytes() == b"<rss/>"
+    with pytest.raises(OutputError):
+        writer.claim("rss.xml", "the index page")
 
 
 def test_unchanged_files_are_not_rewritten(tmp_path: Path) -> None:
