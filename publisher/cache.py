@@ -17,6 +17,7 @@ import hashlib
 import marshal
 import os
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -153,16 +154,14 @@ class BuildCache:
         self._kept: set[str] | None = None  # body file names to keep
         self._db: sqlite3.Connection | None = None
 
-    def record(self, source: str) -> tuple[int, int, str, str] | None:
-        """A file's (mtime_ns, size, digest, plan key) as last read, without decoding posts."""
-        if self._files is not None:
-            entry = self._files.get(source)
-            return None if entry is None else entry.record()
-        edited = self._edited.get(source)
-        if edited is not None:
-            return edited.record()
-        values = self._stats.get(source)
-        return None if values is None else (values[0], values[1], values[2], values[3])
+    def records(self) -> Mapping[str, tuple[Any, ...]]:
+        """Each file's (mtime_ns, size, digest, plan key) as last read, without decoding posts."""
+        if self._files is None and not self._edited:
+            return self._stats
+        records = dict(self._stats) if self._files is None else {}
+        files = self._files if self._files is not None else self._edited
+        records.update((source, entry.record()) for source, entry in files.items())
+        return records
 
     def sources(self) -> set[str]:
         """Every post file the cache knows."""
