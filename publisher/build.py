@@ -94,6 +94,7 @@ def _plan(
     parallel: bool,
 ) -> BuildResult:
     """Decide what every feed shows, from the last plan when it still holds."""
+    cache.begin_reading()
     # With nothing cached every file is read, and its stat taken then (in parallel).
     found = find_post_files(config.paths.posts, stat=bool(cache.sources()))
     if reuse_plan and cache.memo is not None:
@@ -395,6 +396,9 @@ def build(
         dirty = (
             changed or fingerprints != cache.feeds or not use_cache or cache.memo is not memo_before
         )
+        # Files read again because their stat was too recent to trust are trusted
+        # once this build's time is saved: no need to read them again next time.
+        dirty = dirty or cache.rechecked > 0
         cache.feeds = fingerprints
         # Encoding the cache is CPU work and writing feeds is mostly waiting for the
         # disk, so both run at once; the cache is written only after every feed is,
@@ -409,6 +413,7 @@ def build(
         if encoded is not None:
             cache.commit(encoded)
     cache.close()
+    cache.end_reading()
     result.written = writer.written
     result.unchanged = writer.unchanged
     result.cache = cache

@@ -17,6 +17,7 @@ import hashlib
 import marshal
 import os
 import sqlite3
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,10 +32,12 @@ from publisher.posts import Post
 
 __all__ = ["BuildCache", "FileEntry", "entry_from_tuple", "entry_to_tuple"]
 
-_FORMAT = (6, __version__)
+_FORMAT = (7, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"
+# More than the coarsest timestamp granularity of common file systems (FAT: 2 s).
+_RACY_NS = 2_000_000_000
 # Version 2 of the marshal format shares no objects: writing freshly parsed posts
 # takes half the time of the default, whose sharing table sees every string that
 # a live post also holds, and reading is no slower.
@@ -139,6 +142,14 @@ class BuildCache:
         self.stored_bodies = stored_bodies
         self.feeds: dict[str, str] = {}  # output path -> input fingerprint
         self.memo: Memo | None = None  # the last plan; None when it must be made again
+        # When the build that saves this cache began reading files (time.time_ns()).
+        self.read_at = 0
+        # A stat recorded by the last saved build is trusted only for files last
+        # modified before this: a second save of the same size within the file
+        # system's timestamp granularity leaves the same stat behind, so a file
+        # modified just before or while that build read it is read again to compare.
+        self.trusted_before = 0
+        self.rechecked = 0  # files read again this build only because of the above
         # What the index file holds: (mtime_ns, size, digest, plan key) by source,
         # and the parsed posts, still marshalled, with the delta's newer ones.
         self._stats: dict[str, tuple[Any, ...]] = {}
@@ -153,6 +164,15 @@ class BuildCache:
         self._unsaved: set[tuple[str, str]] = set()
         self._kept: set[str] | None = None  # body file names to keep
         self._db: sqlite3.Connection | None = None
+
+    def begin_reading(self) -> None:
+        """Note that a build starts reading files now (see :attr:`trusted_before`)."""
+        self.read_at = time.time_ns()
+        self.rechecked = 0
+
+    def end_reading(self) -> None:
+        """The build that began reading at :attr:`read_at` is done: trust what it read."""
+        self.trusted_before = self.read_at - _RACY_NS
 
     def records(self) -> Mapping[str, tuple[Any, ...]]:
         """Each file's (mtime_ns, size, digest, plan key) as last read, without decoding posts."""
@@ -251,7 +271,7 @@ class BuildCache:
         """
         cache = cls(settings=settings, folder=folder)
         try:
-            format_, stored_settings, token, stats, blob, feeds, memo = marshal.loads(
+            format_, stored_settings, token, read_at, stats, blob, feeds, memo = marshal.loads(
                 (folder / _NAME).read_bytes()
             )
             if format_ != _FORMAT or stored_settings != settings:
@@ -265,10 +285,12 @@ class BuildCache:
             if raw:
                 # A delta that cannot be read makes the whole cache untrustworthy
                 # (its fingerprints may be the newest): the error below runs cold.
-                d_format, d_settings, d_token, changes, d_feeds, d_memo = marshal.loads(raw)
+                d_format, d_settings, d_token, d_read_at, changes, d_feeds, d_memo = marshal.loads(
+                    raw
+                )
                 # Another token means a newer base was written after this delta.
                 if (d_format, d_settings, d_token) == (_FORMAT, settings, token):
-                    delta, feeds, memo = dict(changes), d_feeds, d_memo
+                    delta, feeds, memo, read_at = dict(changes), d_feeds, d_memo, d_read_at
             newer = {}
             for source, values in delta.items():
                 if values is None:
@@ -284,6 +306,7 @@ class BuildCache:
         cache.feeds = dict(feeds)
         cache._token, cache._delta = token, delta
         cache._indexed = set(stats)
+        cache.trusted_before = read_at - _RACY_NS
         return cache
 
     def _changes(self) -> dict[str, tuple[Any, ...] | None]:
@@ -317,7 +340,7 @@ class BuildCache:
         bodies = [(_body_name(key), _dump_body(self._bodies[key])) for key in self._unsaved]
         memo = _memo_to_tuple(self.memo) if self.memo is not None else None
         if self._token and len(changes) <= _MAX_DELTA:
-            delta = (_FORMAT, self.settings, self._token, changes, self.feeds, memo)
+            delta = (_FORMAT, self.settings, self._token, self.read_at, changes, self.feeds, memo)
             return Encoded(b"", marshal.dumps(delta, _MARSHAL), self._token, changes, bodies)
         token = os.urandom(8).hex()
         stats, posts = {}, {}
@@ -325,7 +348,7 @@ class BuildCache:
             values = entry_to_tuple(entry)
             stats[source], posts[source] = values[:4], values[4:]
         blob = marshal.dumps(posts, _MARSHAL)
-        index = (_FORMAT, self.settings, token, stats, blob, self.feeds, memo)
+        index = (_FORMAT, self.settings, token, self.read_at, stats, blob, self.feeds, memo)
         return Encoded(marshal.dumps(index, _MARSHAL), b"", token, {}, bodies)
 
     def commit(self, encoded: Encoded) -> None:

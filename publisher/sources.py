@@ -88,15 +88,22 @@ def read_edits(
     if len(found) != len(records):
         return None
     todo: list[tuple[str, os.stat_result, str]] = []
+    folder = os.fspath(config.paths.posts)
     for name, st in found:
         record = records.get(label + name)
         if record is None or st is None:
             return None
-        if record[0] != st.st_mtime_ns or record[1] != st.st_size:
+        if (
+            record[0] != st.st_mtime_ns
+            or record[1] != st.st_size
+            or (
+                record[0] >= cache.trusted_before
+                and _changed(cache, folder, name, record[1], record[2])
+            )
+        ):
             if len(todo) == limit:
                 return None
             todo.append((name, st, record[3]))
-    folder = os.fspath(config.paths.posts)
     # A file read here has no old entry: even a touched file is parsed again,
     # which costs less than decoding every stored post to find its old one.
     return {
@@ -132,6 +139,10 @@ def read_posts(
             or st is None
             or entry.mtime_ns != st.st_mtime_ns
             or entry.size != st.st_size
+            or (
+                entry.mtime_ns >= cache.trusted_before
+                and _changed(cache, os.fspath(folder), name, entry.size, entry.digest)
+            )
         ):
             todo.append((name, st, entry))
         else:
@@ -161,6 +172,19 @@ def read_posts(
             result.errors.append(outcome)
     cache.files = entries
     return result
+
+
+def _changed(cache: BuildCache, folder: str, name: str, size: int, digest: str) -> bool:
+    """Whether a file whose stat is too recent to trust no longer hashes to ``digest``."""
+    cache.rechecked += 1
+    try:
+        fd = os.open(f"{folder}/{name}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            return content_digest(_read_fd(fd, size)) != digest
+        finally:
+            os.close(fd)
+    except OSError:
+        return True
 
 
 def _read_chunk(

@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from publisher.build import build, settings_key
 from publisher.cache import BuildCache
 
@@ -196,3 +198,19 @@ def test_the_watchers_last_good_plan_is_not_reused_by_a_plain_build(site: Site) 
     plain = build(config)
     assert plain.read_all and len(plain.errors) == 1
     assert b"Good" not in (site.output / "atom.xml").read_bytes()
+
+
+@pytest.mark.parametrize("watcher", [False, True])  # the plan reused / every post read
+def test_a_second_save_in_the_same_instant_is_not_missed(site: Site, watcher: bool) -> None:
+    # Two saves of one size within the file system's timestamp granularity leave
+    # the same stat behind; a build that read the first must not trust it.
+    path = site.post("2025-01-01-a.md", "title: First")
+    config = site.config()
+    build(config, keep_last_good=watcher)
+    stamp = path.stat()
+    site.post("2025-01-01-a.md", "title: Other")  # same length
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert path.stat().st_mtime_ns == stamp.st_mtime_ns and path.stat().st_size == stamp.st_size
+    result = build(config, keep_last_good=watcher)
+    assert result.read_all == watcher and result.parsed == 1
+    assert b"Other" in (site.output / "atom.xml").read_bytes()
