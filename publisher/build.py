@@ -393,13 +393,11 @@ def build(
         # turned off) would otherwise stay online, frozen, for its readers.
         stale = sorted(cache.feeds.keys() - fingerprints.keys())
         changed = result.parsed or result.rendered or cache.sources() != files_before
-        dirty = (
-            changed or fingerprints != cache.feeds or not use_cache or cache.memo is not memo_before
-        )
+        dirty = changed or fingerprints != cache.feeds or not use_cache or cache.memo != memo_before
         # Files read again because their stat was too recent to trust are trusted
         # once this build's time is saved: no need to read them again next time.
         dirty = dirty or cache.rechecked > 0
-        cache.feeds = fingerprints
+        old_feeds, cache.feeds = cache.feeds, fingerprints
         # Encoding the cache is CPU work and writing feeds is mostly waiting for the
         # disk, so both run at once; the cache is written only after every feed is,
         # so that it never records a feed that a crash kept from the disk.
@@ -408,8 +406,14 @@ def build(
             for output, data in documents:
                 writer.write(output.relative, data, output.owner)
             result.removed = writer.remove_stale(stale)
-        finally:
-            encoded = encoding.result() if encoding is not None else None
+        except BaseException:
+            if encoding is not None:
+                encoding.join()  # its result is dropped with the build
+            # A cache kept in memory (the scheduler's) must not record feeds that
+            # were not written: the next build would take them as up to date.
+            cache.feeds = old_feeds
+            raise
+        encoded = encoding.result() if encoding is not None else None
         if encoded is not None:
             cache.commit(encoded)
     cache.close()

@@ -191,12 +191,17 @@ class BuildCache:
     def files(self) -> dict[str, FileEntry]:
         """Every post file as last read, decoding the stored posts on first use."""
         if self._files is None:
-            posts = marshal.loads(self._blob) if self._blob else {}
-            posts.update(self._newer)
-            files = {
-                source: entry_from_tuple(stat + posts[source])
-                for source, stat in self._stats.items()
-            }
+            try:
+                posts = marshal.loads(self._blob) if self._blob else {}
+                posts.update(self._newer)
+                files = {
+                    source: entry_from_tuple(stat + posts[source])
+                    for source, stat in self._stats.items()
+                }
+            except (EOFError, ValueError, TypeError, KeyError):
+                # A corrupt index is never trusted: every post is read again and
+                # every output made again, as in a cold build.
+                files, self.feeds, self.memo = {}, {}, None
             files.update(self._edited)
             self._files, self._blob, self._newer, self._edited = files, b"", {}, {}
         return self._files
@@ -309,18 +314,22 @@ class BuildCache:
         cache.trusted_before = read_at - _RACY_NS
         return cache
 
-    def _changes(self) -> dict[str, tuple[Any, ...] | None]:
-        """Entries changed since the base file was written, removals as None."""
+    def _changes(
+        self,
+    ) -> tuple[dict[str, tuple[Any, ...] | None], list[tuple[FileEntry, tuple[Any, ...]]]]:
+        """Entries changed since the base file was written (removals as None), and the
+        entries to mark as saved once they are."""
         changes = dict(self._delta)
+        marks = []
         files = self._files if self._files is not None else self._edited
         for source, entry in files.items():
             if entry.dirty or entry.saved is None:
-                entry.saved = changes[source] = entry_to_tuple(entry)
-                entry.dirty = False
+                changes[source] = values = entry_to_tuple(entry)
+                marks.append((entry, values))
         if self._files is not None:
             for source in self._indexed - self._files.keys():
                 changes[source] = None
-        return changes
+        return changes, marks
 
     def save(self) -> None:
         """Write the cache; a failure to save only costs the next build time."""
@@ -336,12 +345,13 @@ class BuildCache:
         """
         if self.folder is None:
             return None
-        changes = self._changes()
+        changes, marks = self._changes()
         bodies = [(_body_name(key), _dump_body(self._bodies[key])) for key in self._unsaved]
         memo = _memo_to_tuple(self.memo) if self.memo is not None else None
         if self._token and len(changes) <= _MAX_DELTA:
             delta = (_FORMAT, self.settings, self._token, self.read_at, changes, self.feeds, memo)
-            return Encoded(b"", marshal.dumps(delta, _MARSHAL), self._token, changes, bodies)
+            data = marshal.dumps(delta, _MARSHAL)
+            return Encoded(b"", data, self._token, changes, bodies, marks)
         token = os.urandom(8).hex()
         stats, posts = {}, {}
         for source, entry in self.files.items():
@@ -349,7 +359,7 @@ class BuildCache:
             stats[source], posts[source] = values[:4], values[4:]
         blob = marshal.dumps(posts, _MARSHAL)
         index = (_FORMAT, self.settings, token, self.read_at, stats, blob, self.feeds, memo)
-        return Encoded(marshal.dumps(index, _MARSHAL), b"", token, {}, bodies)
+        return Encoded(marshal.dumps(index, _MARSHAL), b"", token, {}, bodies, marks)
 
     def commit(self, encoded: Encoded) -> None:
         """Write what :meth:`encode` made: new bodies, then the index or its delta.
@@ -386,6 +396,10 @@ class BuildCache:
                 _replace(self.folder / _DELTA, encoded.delta)
             self._token, self._delta = encoded.token, encoded.changes
             self._indexed = self.sources()
+            # Only now are these entries in the index: a failed write leaves them
+            # marked as changed, so that the next save still writes them.
+            for entry, values in encoded.marks:
+                entry.saved, entry.dirty = values, False
 
 
 class Encoded(NamedTuple):
@@ -396,6 +410,7 @@ class Encoded(NamedTuple):
     token: str  # the base file's token once written
     changes: dict[str, tuple[Any, ...] | None]  # what the delta holds once written
     bodies: list[tuple[str, bytes]]  # rendered bodies to add, by name
+    marks: list[tuple[FileEntry, tuple[Any, ...]]]  # entries to mark as saved once written
 
 
 def _memo_to_tuple(memo: Memo) -> tuple[Any, ...]:

@@ -214,3 +214,46 @@ def test_a_second_save_in_the_same_instant_is_not_missed(site: Site, watcher: bo
     result = build(config, keep_last_good=watcher)
     assert result.read_all == watcher and result.parsed == 1
     assert b"Other" in (site.output / "atom.xml").read_bytes()
+
+
+def test_a_feed_that_failed_to_write_is_written_by_the_watchers_next_build(
+    site: Site, tmp_path: Path
+) -> None:
+    for day in (1, 2, 3):
+        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C]")
+    config = site.config()
+    cache = build(config, keep_last_good=True).cache  # the scheduler keeps this in memory
+    site.post("2025-01-03-p3.md", "title: P3 edited\ncategories: [C]")
+    # A real write failure: a folder stands where the new rss.xml must go.
+    (site.output / "rss.xml").unlink()
+    (site.output / "rss.xml").mkdir()
+    with pytest.raises(OSError):
+        build(config, keep_last_good=True, cache=cache)
+    (site.output / "rss.xml").rmdir()
+    (site.output / "rss.xml").write_bytes(b"old")  # whatever was there before
+    build(config, keep_last_good=True, cache=cache)
+    assert feeds_of(site) == cold_feeds(site, tmp_path)
+    build(config)  # and a plain build from the cache on disk
+    assert feeds_of(site) == cold_feeds(site, tmp_path)
+
+
+def test_a_cache_that_failed_to_save_is_saved_whole_by_the_next_build(
+    site: Site, tmp_path: Path
+) -> None:
+    for day in (1, 2, 3):
+        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C]")
+    config = site.config()
+    build(config)
+    cache = build(config, keep_last_good=True).cache
+    site.post("2025-01-02-p2.md", "title: P2\ncategories: [D]")
+    # The index cannot be saved this time: a folder stands where its delta goes.
+    delta = config.paths.cache / "build.delta.marshal"
+    delta.unlink(missing_ok=True)
+    delta.mkdir()
+    build(config, keep_last_good=True, cache=cache)
+    delta.rmdir()
+    site.post("2025-01-03-p3.md", "title: P3 typo fixed\ncategories: [C]")
+    build(config, keep_last_good=True, cache=cache)  # saves, and must include P2's move
+    site.post("2025-01-02-p2.md", "title: P2\ncategories: [C]", "Back.\n")
+    build(config)
+    assert feeds_of(site) == cold_feeds(site, tmp_path)
