@@ -403,8 +403,7 @@ def build(
         # so that it never records a feed that a crash kept from the disk.
         encoding = _Background(cache.encode) if dirty else None
         try:
-            for output, data in documents:
-                writer.write(output.relative, data, output.owner)
+            writer.write_all([(o.relative, data, o.owner) for o, data in documents])
             result.removed = writer.remove_stale(stale)
         except BaseException:
             if encoding is not None:

@@ -39,6 +39,34 @@ def test_atomic_write_leaves_a_complete_0644_file_and_no_temp_files(tmp_path: Pa
     assert os.listdir(target.parent) == ["atom.xml"]
 
 
+def test_many_files_written_together_are_each_complete_0644_and_leave_no_temp_files(
+    tmp_path: Path,
+) -> None:
+    writer = OutputWriter(tmp_path)
+    files = [
+        (f"categories/c{i % 5}/feed{i}.xml", f"<feed {i}/>".encode(), f"feed {i}")
+        for i in range(20)
+    ]
+    writer.write_all(files[:3])
+    writer.write_all([(r, d + b"!" if i % 2 else d, o) for i, (r, d, o) in enumerate(files)])
+    assert writer.unchanged == ["categories/c0/feed0.xml", "categories/c2/feed2.xml"]
+    assert len(writer.written) == 3 + 18
+    for i, (relative, data, _) in enumerate(files):
+        target = tmp_path / relative
+        assert target.read_bytes() == (data + b"!" if i % 2 else data)
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == []
+
+
+def test_a_failed_write_of_many_leaves_no_temp_files(tmp_path: Path) -> None:
+    (tmp_path / "b.xml").mkdir()  # a folder where a feed must go: the rename fails
+    writer = OutputWriter(tmp_path)
+    files = [(f"{name}.xml", b"<x/>", name) for name in "abcdefghij"]
+    with pytest.raises(OSError):
+        writer.write_all(files)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 def test_two_outputs_for_one_path_are_an_error_naming_both(tmp_path: Path) -> None:
     writer = OutputWriter(tmp_path)
     writer.write("categories/c/atom.xml", b"1", "the category feed 'C#'")
