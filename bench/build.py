@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/build.py [--sizes 1000,10000] [--keep DIR] [--repeats 3]
+    python bench/build.py [--sizes 1000,10000] [--keep DIR] [--repeats 5]
                           [--command "-m publisher --config {config} build"] [--seed 42]
 
 ``--command`` takes the interpreter arguments; ``{config}`` in it is replaced by the
@@ -321,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", type=Path, metavar="DIR", help="generate the sites in DIR/site-N and keep them"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="runs per case (default 3)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="runs per case (default 5; the median is reported)"
+    )
     parser.add_argument("--seed", type=int, default=42, help="corpus seed (default 42)")
     parser.add_argument(
         "--command",
