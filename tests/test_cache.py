@@ -12,6 +12,7 @@ import pytest
 
 from publisher.build import build, settings_key
 from publisher.cache import BuildCache
+from publisher.config import Config
 
 from .conftest import Site
 
@@ -216,12 +217,16 @@ def test_a_second_save_in_the_same_instant_is_not_missed(site: Site, watcher: bo
     assert b"Other" in (site.output / "atom.xml").read_bytes()
 
 
+def _three_posts_in_one_category(site: Site) -> Config:
+    for day in (1, 2, 3):
+        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C]")
+    return site.config()
+
+
 def test_a_feed_that_failed_to_write_is_written_by_the_watchers_next_build(
     site: Site, tmp_path: Path
 ) -> None:
-    for day in (1, 2, 3):
-        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C]")
-    config = site.config()
+    config = _three_posts_in_one_category(site)
     cache = build(config, keep_last_good=True).cache  # the scheduler keeps this in memory
     site.post("2025-01-03-p3.md", "title: P3 edited\ncategories: [C]")
     # A real write failure: a folder stands where the new rss.xml must go.
@@ -240,9 +245,7 @@ def test_a_feed_that_failed_to_write_is_written_by_the_watchers_next_build(
 def test_a_cache_that_failed_to_save_is_saved_whole_by_the_next_build(
     site: Site, tmp_path: Path
 ) -> None:
-    for day in (1, 2, 3):
-        site.post(f"2025-01-0{day}-p{day}.md", f"title: P{day}\ncategories: [C]")
-    config = site.config()
+    config = _three_posts_in_one_category(site)
     build(config)
     cache = build(config, keep_last_good=True).cache
     site.post("2025-01-02-p2.md", "title: P2\ncategories: [D]")
