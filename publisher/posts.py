@@ -40,6 +40,7 @@ __all__ = [
 # refusing it before reading keeps memory bounded.
 MAX_POST_BYTES = 4 * 1024 * 1024
 
+_BOM = b"\xef\xbb\xbf"
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})-(.+)$")
 # XML 1.0 forbids these code points; one of them in a title breaks a whole feed.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -231,7 +232,8 @@ def parse_post(
         raise PostError(
             source, "must be a mapping of keys to values", first_line, 1, "front matter"
         )
-    body_line = data.count(b"\n", 0, body_offset) + 1
+    # The offset is counted after a byte-order mark, which split_matter skips.
+    body_line = data.count(b"\n", 0, body_offset + (3 if data.startswith(_BOM) else 0)) + 1
 
     warnings: list[str] = []
     # One search of the whole front matter spares a search per field in the usual
@@ -336,7 +338,7 @@ def read_body(data: bytes) -> str:
         _, _, offset = split_matter(data)
     except MatterError:
         offset = 0
-    if data.startswith(b"\xef\xbb\xbf"):
+    if data.startswith(_BOM):
         data = data[3:]
     return data[offset:].decode("utf-8", errors="replace")
 

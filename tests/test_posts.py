@@ -247,6 +247,12 @@ def test_invalid_utf8_names_the_byte_position() -> None:
     assert error_of(data) == "posts/x.md:4:11: encoding: invalid UTF-8 (save the file as UTF-8)"
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_the_body_starts_on_the_line_after_the_closing_fence(bom: bytes) -> None:
+    post = parse(bom + b"---\ntitle: T\ndate: 2025-01-02\n---\nFirst line of the body.\n")
+    assert post.body_line == 5  # the line number in a warning about the body
+
+
 def test_a_yaml_alias_bomb_is_refused_quickly() -> None:
     bomb = ["---", "title: T", 'a: &a ["x","x","x","x","x","x","x","x","x","x"]']
     for i in range(1, 12):
