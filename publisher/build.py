@@ -3,20 +3,21 @@
 Read as a pipeline: read every post, decide what is published, plan the
 feeds, render only the posts that some feed shows, then write every file.
 Everything is gathered before anything is written, and an unchanged feed is
-neither regenerated nor rewritten.
+neither regenerated nor rewritten. When the edits since the last build moved
+no post, the last plan is reused and only the edited posts are read (see
+:mod:`publisher.memo`); a cold build does its reading, rendering and feed
+making in forked workers (see :mod:`publisher.parallel`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Generic, TypeVar
 
 from publisher import __version__
 from publisher.cache import BuildCache
@@ -26,13 +27,11 @@ from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, pl
 from publisher.markup import Rendered, render
 from publisher.memo import make_memo, reuse
 from publisher.output import OutputWriter
-from publisher.parallel import map_chunks, worker_count
+from publisher.parallel import Background, map_chunks, worker_count
 from publisher.posts import Post, PostSet, content_digest, read_body, split_posts
 from publisher.sources import find_post_files, read_edits, read_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
-
-T = TypeVar("T")
 
 # Past this many edited files a warm build reads every post: reusing the plan
 # is meant for the edit that was just saved, not for a checkout.
@@ -260,29 +259,6 @@ def _documents(
     return documents
 
 
-class _Background(threading.Thread, Generic[T]):
-    """Runs a function in a thread; :meth:`result` waits for its value (or its exception)."""
-
-    def __init__(self, func: Callable[[], T]) -> None:
-        super().__init__(name="publisher-encode-cache", daemon=True)
-        self._func = func
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self._value = self._func()
-        except BaseException as exc:  # handed to the caller of result()
-            self._error = exc
-
-    def result(self) -> T | None:
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 @dataclass
 class _Output:
     """One file a build may write: where, what it depends on, and how to make it."""
@@ -401,7 +377,7 @@ def build(
         # Encoding the cache is CPU work and writing feeds is mostly waiting for the
         # disk, so both run at once; the cache is written only after every feed is,
         # so that it never records a feed that a crash kept from the disk.
-        encoding = _Background(cache.encode) if dirty else None
+        encoding = Background(cache.encode) if dirty else None
         try:
             writer.write_all([(o.relative, data, o.owner) for o, data in documents])
             result.removed = writer.remove_stale(stale)

@@ -1,4 +1,4 @@
-"""Spreading a cold build's CPU work over the machine's cores.
+"""Spreading a build's CPU work over the machine's cores, and over waits on the disk.
 
 Parsing ten thousand front matters and rendering a few hundred Markdown bodies
 are pure CPU work in Python, so a cold build uses forked worker processes,
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["map_chunks", "worker_count"]
+__all__ = ["Background", "map_chunks", "worker_count"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -79,3 +79,30 @@ def map_chunks(
     finally:
         _job = None
     return results
+
+
+class Background(threading.Thread, Generic[R]):
+    """Runs a function in a thread; :meth:`result` waits for its value (or its exception).
+
+    For CPU work that can overlap with waiting on the disk. Start it only after
+    the last fork: :func:`worker_count` forks no workers while it runs.
+    """
+
+    def __init__(self, func: Callable[[], R]) -> None:
+        super().__init__(name="publisher-background", daemon=True)
+        self._func = func
+        self._value: R | None = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self._func()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> R | None:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
