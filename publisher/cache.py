@@ -1,9 +1,11 @@
 """The build cache: what earlier builds learned, so a warm build does little.
 
-Three things are kept, each keyed so that a stale entry can never be used:
+Four things are kept, each keyed so that a stale entry can never be used:
 parsed posts by file stat and content hash, rendered bodies by content hash
-and URL, and each output file's input fingerprint. A corrupt or foreign cache
-is ignored, never trusted; the build then runs cold.
+and URL, each output file's input fingerprint, and the last build's plan
+(:mod:`publisher.memo`). A stat is trusted only for a file last modified
+well before the build that recorded it, as git does with its index. A
+corrupt or foreign cache is ignored, never trusted; the build then runs cold.
 
 The file holds plain tuples of strings and numbers in :mod:`marshal` format:
 loading ten thousand posts that way takes a fraction of what unpickling the
