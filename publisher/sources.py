@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from publisher.cache import BuildCache, FileEntry, entry_from_tuple, entry_to_tuple
 from publisher.config import Config
@@ -93,14 +94,7 @@ def read_edits(
         record = records.get(label + name)
         if record is None or st is None:
             return None
-        if (
-            record[0] != st.st_mtime_ns
-            or record[1] != st.st_size
-            or (
-                record[0] >= cache.trusted_before
-                and _changed(cache, folder, name, record[1], record[2])
-            )
-        ):
+        if _changed(cache, folder, name, st, record):
             if len(todo) == limit:
                 return None
             todo.append((name, st, record[3]))
@@ -127,6 +121,7 @@ def read_posts(
     ``found`` is :func:`find_post_files`' answer when the caller already has it.
     """
     folder = config.paths.posts
+    path = os.fspath(folder)
     label = _label(config)
     result = ReadResult()
     entries: dict[str, FileEntry] = {}
@@ -134,16 +129,7 @@ def read_posts(
     known = cache.files
     for name, st in find_post_files(folder) if found is None else found:
         entry = known.get(label + name)
-        if (
-            entry is None
-            or st is None
-            or entry.mtime_ns != st.st_mtime_ns
-            or entry.size != st.st_size
-            or (
-                entry.mtime_ns >= cache.trusted_before
-                and _changed(cache, os.fspath(folder), name, entry.size, entry.digest)
-            )
-        ):
+        if entry is None or st is None or _changed(cache, path, name, st, entry.record()):
             todo.append((name, st, entry))
         else:
             entries[label + name] = entry
@@ -174,8 +160,22 @@ def read_posts(
     return result
 
 
-def _changed(cache: BuildCache, folder: str, name: str, size: int, digest: str) -> bool:
-    """Whether a file whose stat is too recent to trust no longer hashes to ``digest``."""
+def _changed(
+    cache: BuildCache, folder: str, name: str, st: os.stat_result, known: tuple[Any, ...]
+) -> bool:
+    """Whether a file differs from ``known`` = (mtime_ns, size, digest, ...) as the cache has it.
+
+    Another stat means changed. The same stat is trusted only if it is older
+    than the cache's ``trusted_before``; a more recent one is checked against
+    the file's bytes.
+    """
+    mtime_ns: int = known[0]
+    size: int = known[1]
+    digest: str = known[2]
+    if mtime_ns != st.st_mtime_ns or size != st.st_size:
+        return True
+    if mtime_ns < cache.trusted_before:
+        return False
     cache.rechecked += 1
     try:
         fd = os.open(f"{folder}/{name}", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
