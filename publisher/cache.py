@@ -357,7 +357,8 @@ class BuildCache:
         token = os.urandom(8).hex()
         stats, posts = {}, {}
         for source, entry in self.files.items():
-            values = entry_to_tuple(entry)
+            # Changed entries were just turned into tuples above: not twice.
+            values = changes.get(source) or entry_to_tuple(entry)
             stats[source], posts[source] = values[:4], values[4:]
         blob = marshal.dumps(posts, _MARSHAL)
         index = (_FORMAT, self.settings, token, self.read_at, stats, blob, self.feeds, memo)
