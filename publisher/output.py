@@ -42,30 +42,16 @@ def safe_join(root: Path, relative: str, *, resolved_root: Path | None = None) -
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that no reader ever sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename itself must survive a crash too.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Replace ``path`` with ``data`` so that no reader ever sees a partial file.
+
+    Written to a temporary file in the same folder, flushed to disk, renamed
+    over ``path``, and the folder flushed so that the rename survives a crash.
+    """
+    atomic_write_many([(path, data)], mode)
 
 
 def atomic_write_many(files: Sequence[tuple[Path, bytes]], mode: int = 0o644) -> None:
-    """Replace each path with its data as :func:`atomic_write` does, syncing them together.
+    """Replace each path with its data as :func:`atomic_write` does, flushing them together.
 
     Every file goes to its temporary file first and all are flushed to disk at
     once, which lets the file system commit them together; then each is renamed
@@ -148,13 +134,8 @@ class OutputWriter:
 
     def write(self, relative: str, data: bytes, owner: str) -> Path:
         """Write ``data`` to ``relative`` unless the same bytes are already there."""
-        target = self.claim(relative, owner)
-        if self._same(target, data):
-            self.unchanged.append(relative)
-            return target
-        atomic_write(target, data)
-        self.written.append(relative)
-        return target
+        self.write_all([(relative, data, owner)])
+        return self._targets[relative]
 
     def write_all(self, files: Sequence[tuple[str, bytes, str]]) -> None:
         """:meth:`write` for many (relative path, data, owner), flushed to disk together."""
