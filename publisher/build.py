@@ -91,11 +91,15 @@ def _plan(
     reuse_plan: bool,
     keep_last_good: bool,
     parallel: bool,
+    cached: bool,
 ) -> BuildResult:
-    """Decide what every feed shows, from the last plan when it still holds."""
+    """Decide what every feed shows, from the last plan when it still holds.
+
+    ``cached`` says whether the cache knows any post file.
+    """
     cache.begin_reading()
     # With nothing cached every file is read, and its stat taken then (in parallel).
-    found = find_post_files(config.paths.posts, stat=bool(cache.sources()))
+    found = find_post_files(config.paths.posts, stat=cached)
     if reuse_plan and cache.memo is not None:
         edits = read_edits(config, cache, found, _MAX_EDITS)
         if edits is not None:
@@ -309,6 +313,7 @@ def build(
         reuse_plan=use_cache and not keep_last_good,
         keep_last_good=keep_last_good,
         parallel=parallel,
+        cached=bool(files_before),
     )
     scopes = result.scopes
 
