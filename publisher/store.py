@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from publisher.errors import StoreError
+from publisher.names import clean_name, name_problem
 
 if TYPE_CHECKING:
     from publisher.config import Config
@@ -797,7 +798,10 @@ class Store:
         An address added as active counts as confirmed now (an operator added it).
         """
         address = normalize_email(email)
-        clean_name = _one_line(name, "name", 200)
+        problem = name_problem(name)
+        if problem is not None:
+            raise StoreError(f"name {name.strip()!r}: {problem}")
+        cleaned = clean_name(name)
         cats = clean_categories(categories)
         _check_choice(status, SUBSCRIBER_STATUSES, "status")
         try:
@@ -807,7 +811,7 @@ class Store:
                     _subscribers.insert().values(
                         email=address,
                         email_key=key,
-                        name=clean_name,
+                        name=cleaned,
                         categories=list(cats),
                         status=status,
                         created_at=now,
@@ -1126,6 +1130,39 @@ class Store:
         return self._insert_run(
             digest, due_at=due_at, started_at=now, finished_at=now, status="skipped", note=note
         )
+
+    def reopen_run(self, digest: str, *, now: datetime) -> DigestRun:
+        """A skipped period becomes running again, to be sent late (``--late-ok``).
+
+        Only a skipped run is reopened; a run in any other status is returned
+        as it is, so asking twice never plans a period twice.
+        """
+        with self._tx(write=True) as conn:
+            conn.execute(
+                _runs.update()
+                .where((_runs.c.digest == digest) & (_runs.c.status == "skipped"))
+                .values(status="running", started_at=now, finished_at=None, note="")
+            )
+            row = conn.execute(sa.select(_runs).where(_runs.c.digest == digest)).first()
+        if row is None:
+            raise StoreError(f"digest {digest}: no run was recorded")
+        return _run(row)
+
+    def retry_failed(
+        self, digest: str, *, now: datetime, subscriber_ids: Iterable[int] | None = None
+    ) -> int:
+        """Put the failed rows of a period (of these subscribers, if given) back to
+        pending, for a cause that has been fixed; returns how many."""
+        where = (_ledger.c.digest == digest) & (_ledger.c.status == "failed")
+        if subscriber_ids is not None:
+            where = where & _ledger.c.subscriber_id.in_(list(subscriber_ids))
+        with self._tx(write=True) as conn:
+            result = conn.execute(
+                _ledger.update()
+                .where(where)
+                .values(status="pending", error="retried by the operator", updated_at=now)
+            )
+        return int(result.rowcount)
 
     def _insert_run(self, digest: str, **values: Any) -> DigestRun:
         """Insert the period's run row unless one exists; either way return the row."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import click
 
 from publisher.errors import PublisherError, StoreError
+from publisher.names import clean_name, name_problem
 
 if TYPE_CHECKING:
     from publisher.cli import State
@@ -76,12 +77,12 @@ def _row_problem(values: dict[str, str]) -> tuple[str, str] | None:
     problem = email_problem(address)
     if problem is not None:
         return "email", f"{address!r} {problem}"
-    for column in ("name", "categories"):
-        text = values.get(column, "")
-        if "\n" in text or "\r" in text:
-            return column, "must be one line"
-    if len(values.get("name", "").strip()) > 200:
-        return "name", "is longer than 200 characters"
+    name = name_problem(values.get("name", ""))
+    if name is not None:
+        return "name", name
+    text = values.get("categories", "")
+    if "\n" in text or "\r" in text:
+        return "categories", "must be one line"
     status = values.get("status", "").strip()
     if status and status not in SUBSCRIBER_STATUSES:
         return "status", f"{status!r} must be one of {', '.join(SUBSCRIBER_STATUSES)}"
@@ -95,6 +96,8 @@ def parse_csv(text: str, source: str) -> CsvResult:
     header is read as email,name,categories. Unknown columns are ignored with a
     warning, so exports from other tools can be imported as they are.
     """
+    from publisher.store import normalize_email
+
     result = CsvResult()
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -133,6 +136,7 @@ def parse_csv(text: str, source: str) -> CsvResult:
                 return
             yield start, cells
 
+    seen: dict[str, int] = {}  # address key -> the line it was first on
     for line, cells in records():
         if not any(c.strip() for c in cells):
             continue  # blank line
@@ -155,11 +159,23 @@ def parse_csv(text: str, source: str) -> CsvResult:
         if problem is not None:
             result.problems.append((line, f"{source}:{line}: {problem[0]}: {problem[1]}"))
             continue
+        # The same person twice (any letter case): the first row is the one imported.
+        key = normalize_email(values["email"]).lower()
+        first = seen.setdefault(key, line)
+        if first != line:
+            result.problems.append(
+                (
+                    line,
+                    f"{source}:{line}: email: duplicate of line {first};"
+                    f" line {first}'s name and categories are kept",
+                )
+            )
+            continue
         result.rows.append(
             CsvRow(
                 line=line,
                 email=values["email"].strip(),
-                name=values.get("name", "").strip(),
+                name=clean_name(values.get("name", "")),
                 categories=split_categories(values.get("categories", "")),
                 status=values.get("status", "").strip() or None,
             )
@@ -185,6 +201,25 @@ def _reject(message: str) -> None:
     fail(message, EXIT_REJECTED)
 
 
+def _utf8(_ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...]) -> object:
+    """Refuse an argument that is not UTF-8, with one line and exit 2 (a bad argument).
+
+    Python hands such bytes over as lone surrogates, which no database takes.
+    """
+    from publisher.cli import EXIT_UNUSABLE, fail
+
+    for text in (value,) if isinstance(value, str) else value:
+        if any("\ud800" <= c <= "\udfff" for c in text):
+            shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            what = f"--{param.name}" if isinstance(param, click.Option) else str(param.name).upper()
+            fail(
+                f"{what} '{shown}': is not valid UTF-8"
+                " (check the encoding of the terminal or script)",
+                EXIT_UNUSABLE,
+            )
+    return value
+
+
 def _width(text: str) -> int:
     """Columns ``text`` takes in a terminal: CJK characters take two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
@@ -201,12 +236,15 @@ def subscribers() -> None:
 
 
 @subscribers.command()
-@click.argument("email")
-@click.option("--name", default="", help="The subscriber's name, used in the greeting.")
+@click.argument("email", callback=_utf8)
+@click.option(
+    "--name", default="", callback=_utf8, help="The subscriber's name, used in the greeting."
+)
 @click.option(
     "--category",
     "categories",
     multiple=True,
+    callback=_utf8,
     metavar="C",
     help="A category to follow; repeat for more. None: every category.",
 )
@@ -219,7 +257,11 @@ def subscribers() -> None:
 )
 @click.pass_obj
 def add(state: State, email: str, name: str, categories: tuple[str, ...], status: str) -> None:
-    """Add EMAIL to the subscribers. Exit 1 if it is invalid or already there."""
+    """Add EMAIL to the subscribers. Exit 1 if it is invalid or already there.
+
+    The name is kept on one line: control characters become spaces, and a
+    name with a line break in it is refused.
+    """
     with _store(state) as store:
         try:
             added = store.add_subscriber(
@@ -267,7 +309,7 @@ def list_(state: State, status: str | None) -> None:
 
 
 @subscribers.command()
-@click.argument("email")
+@click.argument("email", callback=_utf8)
 @click.pass_obj
 def remove(state: State, email: str) -> None:
     """Delete EMAIL and its send history. Exit 1 if it was not subscribed."""

@@ -144,10 +144,36 @@ def test_a_post_title_with_crlf_cannot_inject_a_header(site: Site) -> None:
         build(config, reader(config), dataclasses.replace(RENDERED, subject="a\nb"))
 
 
-def test_a_subscriber_name_with_crlf_cannot_inject_a_header(site: Site) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Eve\r\nBcc: victim@example.org",
+        "=?utf-8?q?Eve=0D=0ABcc=3A_victim@example.org?=",
+        "Eve\x0bBcc: victim@example.org",
+        "Eve Bcc: victim@example.org " + "with a name long enough to be folded " * 3,
+    ],
+)
+def test_a_subscriber_name_cannot_inject_a_header_or_stop_the_message(
+    site: Site, name: str
+) -> None:
+    # The name is cleaned to one line (a name can never stop a send), and what is
+    # left is only ever a display name.
     config = configured(site)
-    with pytest.raises(PermanentSendError, match=r"^To: "):
-        build(config, reader(config, name="Eve\r\nBcc: victim@example.org"))
+    data = build(config, reader(config, name=name))
+    message = parse(data)
+    assert message["Bcc"] is None
+    [to] = message["To"].addresses
+    assert to.addr_spec == "yamada@example.net"
+    assert to.display_name.startswith("Eve Bcc: victim@example.org")
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc" not in head and b"\x0b" not in head
+
+
+def test_an_address_no_header_can_carry_is_refused(site: Site) -> None:
+    config = configured(site)
+    for address in ("bäd@example.net", "a@b@example.net", "x@example.net>, y@example.org"):
+        with pytest.raises(PermanentSendError, match=r"^To: .* is not an address a header"):
+            build(config, dataclasses.replace(reader(config), email=address))
 
 
 def test_config_values_with_crlf_are_refused(site: Site) -> None:

@@ -120,10 +120,9 @@ def test_import_reports_each_bad_row_and_imports_the_rest(site: Site) -> None:
         "people.csv:6: email: is missing",
         "people.csv:7: name: must be one line",
         "people.csv:9: 5 fields, but the header has 4",
+        "people.csv:10: email: duplicate of line 2; line 2's name and categories are kept",
     ]
-    assert out == (
-        "imported 3 from people.csv, 1 already subscribed (left unchanged), 4 rows rejected\n"
-    )
+    assert out == "imported 3 from people.csv, 5 rows rejected\n"
     assert emails(site) == [
         ("ann@example.com", "Ann Lee", ("tech", "life"), "active"),
         ("carol@example.com", "Carol, Jr.", ("tech", "travel"), "active"),
@@ -213,3 +212,66 @@ def test_parse_csv_of_an_empty_file_and_of_garbage() -> None:
 def test_split_categories() -> None:
     assert split_categories(" tech; life|travel ;;tech") == ("tech", "life", "travel")
     assert split_categories("") == ()
+
+
+# --- names and duplicates: nothing a subscriber types can stop a digest -------------------
+
+
+def test_a_name_that_is_not_utf8_is_one_line_and_exit_2(site: Site) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "publisher", "subscribers", "add", "raw@example.com", "--name",
+         os.fsdecode(b"Hi\x85Bcc: x")],
+        cwd=site.root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "publisher: --name 'Hi\\x85Bcc: x': is not valid UTF-8"
+        " (check the encoding of the terminal or script)\n"
+    )
+    assert emails(site) == []
+
+
+def test_names_with_line_breaks_are_refused_and_controls_cleaned(site: Site) -> None:
+    encoded = "=?utf-8?q?Hi=0D=0ABcc=3A_evil@example.com?="
+    assert run(site, "add", "enc@example.com", "--name", encoded) == (
+        1,
+        "",
+        f"publisher: name {encoded!r}: must be one line\n",
+    )
+    code, _, err = run(site, "add", "ff@example.com", "--name", "Ann\x0cBcc: x")
+    assert (code, err) == (1, "publisher: name 'Ann\\x0cBcc: x': must be one line\n")
+    assert run(site, "add", "tab@example.com", "--name", "Ann\tLee\x01")[0] == 0
+    assert run(site, "add", "ok@example.com", "--name", "=?utf-8?b?5bGx55Sw?=")[0] == 0
+    assert emails(site) == [
+        ("tab@example.com", "Ann Lee", (), "active"),
+        ("ok@example.com", "山田", (), "active"),
+    ]
+
+
+def test_import_names_each_duplicate_row_and_keeps_the_first(site: Site) -> None:
+    (site.root / "dupes.csv").write_text(
+        "email,name,categories\n"
+        "ann@example.com,Ann,tech\n"
+        "bob@example.com,Bob,\n"
+        "ANN@Example.com,Ann Upper,life\n"
+        "enc@example.com,=?utf-8?q?Hi=0D=0ABcc=3A_x@example.com?=,\n"
+        "ann@example.com,Ann third,\n",
+        "utf-8",
+    )
+    code, out, err = run(site, "import", "dupes.csv")
+    assert code == 1
+    assert err.splitlines() == [
+        "dupes.csv:4: email: duplicate of line 2; line 2's name and categories are kept",
+        "dupes.csv:5: name: must be one line",
+        "dupes.csv:6: email: duplicate of line 2; line 2's name and categories are kept",
+    ]
+    assert out == "imported 2 from dupes.csv, 3 rows rejected\n"
+    assert emails(site) == [
+        ("ann@example.com", "Ann", ("tech",), "active"),
+        ("bob@example.com", "Bob", (), "active"),
+    ]

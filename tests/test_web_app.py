@@ -223,6 +223,24 @@ def test_a_bad_address_is_refused_with_the_form_again(
     assert subscriber(site, "unknown-category@example.com") is None
 
 
+def test_a_name_with_a_line_break_is_refused_even_encoded(
+    http: httpx.Client, smtp: SmtpServer, site: Site
+) -> None:
+    for bad in ("Eve\r\nBcc: x@example.com", "=?utf-8?q?Eve=0D=0ABcc=3A_x@example.com?="):
+        response = subscribe(http, "eve@example.com", "Tech", name=bad)
+        assert response.status_code == 400
+        assert page(response).xpath("//input[@id='name']/@aria-invalid") == ["true"]
+    # Controls other than line breaks are cleaned away, and the confirmation goes out.
+    assert subscribe(http, "tab@example.com", "Tech", name="Tab\tName\x01").status_code == 200
+    flush(http, smtp, "names")
+    [confirmation] = [m.message for m in smtp.to("tab@example.com")]
+    assert confirmation["Bcc"] is None
+    assert confirmation["To"].addresses[0].display_name == "Tab Name"
+    found = subscriber(site, "tab@example.com")
+    assert found is not None and found.name == "Tab Name"
+    assert subscriber(site, "eve@example.com") is None
+
+
 # --- the whole path -----------------------------------------------------------------------
 
 

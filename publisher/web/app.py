@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from publisher.backends import make_backend
 from publisher.config import Config
 from publisher.errors import TokenError
+from publisher.names import name_problem
 from publisher.store import Store, clean_categories, email_problem, normalize_email
 from publisher.templating import environment
 from publisher.tokens import make_token, verify_token
@@ -52,7 +53,6 @@ from publisher.web.subscriptions import LOGGER_NAME, Jobs, Subscriptions
 __all__ = ["MAX_BODY", "create_app"]
 
 MAX_BODY = 16 * 1024  # no form of this app comes near it
-_MAX_NAME = 200
 log = logging.getLogger(LOGGER_NAME)
 
 
@@ -247,7 +247,7 @@ class WebApp:
         errors: dict[str, str] = {}
         if email_problem(email) is not None:
             errors["email"] = self.pages.text("error_email")
-        if len(name) > _MAX_NAME or any(c in name for c in "\r\n\x00"):
+        if name_problem(name) is not None:
             errors["name"] = self.pages.text("error_name")
         if any(c not in known for c in chosen):
             errors["categories"] = self.pages.text("error_categories")

@@ -8,14 +8,13 @@ checks (no CR/LF can reach a header) and its From address.
 from __future__ import annotations
 
 from datetime import datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
 import jinja2
 
 from publisher.config import Config
-from publisher.digest.message import POLICY, check_header, mail_host, sender
+from publisher.digest.message import POLICY, address_header, check_header, mail_host, sender
 from publisher.web.labels import labels_for
 
 __all__ = ["HTML_TEMPLATE", "TEXT_TEMPLATE", "confirmation_message"]
@@ -44,10 +43,12 @@ def confirmation_message(
     }
     text = env.get_template(TEXT_TEMPLATE).render(values)
     html = env.get_template(HTML_TEMPLATE).render(values)
-    username, _, domain = check_header("To", email).rpartition("@")
     message = EmailMessage(policy=POLICY)
     message["From"] = sender(config)
-    message["To"] = Address(display_name=check_header("To", name), username=username, domain=domain)
+    # Made by the digest's own header code and stored as made: the mail library
+    # decodes an encoded word in a name while it parses, and would write the
+    # line break hidden in one straight into the header.
+    message.set_raw("To", address_header(name, email).lstrip())
     message["Subject"] = check_header(
         "Subject", labels["email_subject"].format(site=config.site.title)
     )
