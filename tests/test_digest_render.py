@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +13,14 @@ import pytest
 from publisher.build import load_site
 from publisher.config import Config
 from publisher.digest.period import Period, period_at
-from publisher.digest.render import DigestRenderer, Recipient, post_views, recipient_for
+from publisher.digest.render import (
+    DigestRenderer,
+    Filling,
+    Recipient,
+    RenderedDigest,
+    post_views,
+    recipient_for,
+)
 from publisher.digest.select import Selection, group_posts
 from publisher.errors import ConfigError
 from tests.conftest import Site
@@ -204,3 +213,211 @@ def test_links_use_the_server_base_url(seed_site: Site, tmp_path: Path) -> None:
     seed_site.write_config(server={"base_url": "https://news.example.org/app/"})
     link = recipient_for(seed_site.config(), 5, "a@example.net", "", SECRET).unsubscribe_url
     assert link.startswith("https://news.example.org/app/unsubscribe/v1.5.")
+
+
+# --- the fast path: filling in each reader's values ------------------------------------------
+
+
+def override(site: Site, name: str, text: str) -> None:
+    """Save a site's own template, which replaces the built-in one of that name."""
+    folder = site.root / "templates"
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(text, "utf-8")
+
+
+def slow(renderer: DigestRenderer, selection: Selection, person: Recipient) -> RenderedDigest:
+    """The digest rendered in full for ``person``: what the fast path must give."""
+    values = {
+        "name": person.name,
+        "email": person.email,
+        "unsubscribe": person.unsubscribe_url,
+        "preferences": person.preferences_url,
+    }
+    return renderer._render(selection, values)
+
+
+def body_text(html: str) -> str:
+    return " ".join(lxml.html.fromstring(html).text_content().split())
+
+
+VIP_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>{{ subject }}</title></head><body>\n"
+    '<p class="status">{% if subscriber.email.endswith("@vip.example") %}VIP{% else %}regular'
+    "{% endif %} member {{ subscriber.name }}</p>\n"
+    "{% for post in posts %}<p>{{ post.title }}</p>{% endfor %}\n"
+    '<a href="{{ links.unsubscribe }}">{{ labels.unsubscribe }}</a>\n</body></html>\n'
+)
+
+
+def test_a_template_that_branches_on_the_address_shows_each_reader_their_branch(
+    seed_site: Site,
+) -> None:
+    override(seed_site, "digest.html.j2", VIP_PAGE)
+    config, _period, selection, renderer = setup(seed_site)
+    alice = recipient_for(config, 1, "alice@example.com", "Alice", SECRET)
+    bob = recipient_for(config, 2, "bob@vip.example", "Bob", SECRET)
+    first = renderer.render(selection, alice)
+    second = renderer.render(selection, bob)
+    assert "regular member Alice" in body_text(first.html)
+    assert "VIP member Bob" in body_text(second.html)
+    assert "regular" not in body_text(second.html)
+    assert bob.unsubscribe_url in second.html
+    assert renderer.stats["filled"] == 0  # such templates are rendered for each reader
+
+
+@pytest.mark.parametrize(
+    ("template", "first", "second", "expected"),
+    [
+        ("Dear {{ subscriber.name|upper }}.\n", "Ann", "bob", "Dear BOB."),
+        # The rest keep the placeholder a shared render writes intact, and the first
+        # reader gets what the shared render would give: only an analysis of the
+        # template can tell that a later reader gets something else.
+        (
+            "{% if subscriber.name|upper == 'DR BOB' %}Dear Doctor{% else %}Hello{% endif %}"
+            " {{ subscriber.name }}.\n",
+            "Ann",
+            "dr bob",
+            "Dear Doctor dr bob.",
+        ),
+        (
+            "{% macro greet(who) %}{% if who.startswith('Dr') %}Dear Doctor{% else %}Hello"
+            "{% endif %} {{ who }}{% endmacro %}{{ greet(subscriber.name) }}.\n",
+            "Ann",
+            "Dr Bob",
+            "Dear Doctor Dr Bob.",
+        ),
+        (
+            "{% set first_name = subscriber.name.split(' ')[0] %}Hi {{ first_name }}.\n",
+            "Ann",
+            "Bob Lee",
+            "Hi Bob.",
+        ),
+        (
+            "{% set who = subscriber %}{% if who.name.startswith('Dr') %}Doctor {% endif %}"
+            "{{ who.name }}.\n",
+            "Ann",
+            "Dr Bob",
+            "Doctor Dr Bob.",
+        ),
+        (
+            "{% filter replace('Dr ', 'Doctor ') %}Hi {{ subscriber.name }}.{% endfilter %}\n",
+            "Ann",
+            "Dr Bob",
+            "Hi Doctor Bob.",
+        ),
+        ("Hi {{ '{n!r}'.format(n=subscriber.name) }}.\n", "Ann", "Bob's", 'Hi "Bob\'s".'),
+        ("Hi {{ subscriber.name|trim }}.\n", "Ann", "  Bob ", "Hi Bob."),
+    ],
+    ids=[
+        "upper",
+        "upper-test",
+        "macro",
+        "set-alias",
+        "set-whole",
+        "filter-block",
+        "format-conversion",
+        "trim",
+    ],
+)
+def test_a_template_that_transforms_a_value_shows_each_reader_their_own(
+    seed_site: Site, template: str, first: str, second: str, expected: str
+) -> None:
+    override(seed_site, "digest.txt.j2", template)
+    config, _period, selection, renderer = setup(seed_site)
+    one_reader = recipient_for(config, 1, "one@example.net", first, SECRET)
+    one = renderer.render(selection, one_reader)
+    two = renderer.render(selection, recipient_for(config, 2, "two@example.net", second, SECRET))
+    assert one.text == slow(renderer, selection, one_reader).text
+    assert two.text == expected + "\n"
+    assert renderer.stats["filled"] == 0
+
+
+def test_the_default_templates_fill_in_exactly_what_rendering_gives(seed_site: Site) -> None:
+    config, _period, selection, renderer = setup(seed_site)
+    names = ["Ann", "B & <C>", 'Seán O\'Brien "Sean"', "山田 太郎", "a&lt;b", "", "Zoë"]
+    people = [reader(config, i, name) for i, name in enumerate(names)]
+    people.append(recipient_for(config, 99, "o'brien@example.net", "Pat", SECRET))
+    for person in people:
+        digest = renderer.render(selection, person)
+        assert digest == slow(renderer, selection, person)
+        if person.name:
+            assert person.name in body_text(digest.html)
+            assert person.name in digest.text
+    # Quotes in a name are written as they are in the HTML text, as the inliner writes them.
+    quoted = renderer.render(selection, people[2]).html
+    assert 'Seán O\'Brien "Sean"' in quoted
+    # One render per distinct digest (with or without a name); everyone with a plain
+    # address is filled in, the address with a quote is rendered in full.
+    assert renderer.stats["distinct"] == 2
+    assert renderer.stats["filled"] == len(names) + 1  # the last render of people[2] too
+    assert renderer.stats["direct"] == 1
+
+
+def test_a_subject_with_the_name_is_trimmed_for_every_reader(seed_site: Site) -> None:
+    seed_site.write_config(digest={"subject": "{{ subscriber.name }} {{ digest.summary }}"})
+    config, _period, selection, renderer = setup(seed_site)
+    people = [reader(config, 1, "Ann"), reader(config, 2, " Bob "), reader(config, 3, "Cy")]
+    for person in people:
+        digest = renderer.render(selection, person)
+        assert digest == slow(renderer, selection, person)
+        title = lxml.html.fromstring(digest.html).findtext(".//title")
+        assert title == digest.subject
+        assert digest.subject.startswith(person.name.strip() + " ")
+    assert renderer.stats["filled"] == 3  # " Bob " is cleaned to "Bob" with the To header
+
+
+def test_a_name_in_an_attribute_is_written_as_the_html_writes_it(seed_site: Site) -> None:
+    override(
+        seed_site,
+        "digest.html.j2",
+        '<!DOCTYPE html>\n<html><body><p title="{{ subscriber.name }}">Hi {{ subscriber.name }}'
+        "</p></body></html>\n",
+    )
+    config, _period, selection, renderer = setup(seed_site)
+    for i, name in enumerate(["Ann", 'Bob "the" <Builder>', "O'Neil"]):
+        person = reader(config, i, name)
+        digest = renderer.render(selection, person)
+        assert digest == slow(renderer, selection, person)
+        paragraph = lxml.html.fromstring(digest.html).find(".//p")
+        assert paragraph is not None
+        assert paragraph.get("title") == name
+        assert paragraph.text_content() == f"Hi {name}"
+
+
+@pytest.mark.parametrize("templates", ["branching", "default"])
+def test_sender_threads_sharing_a_renderer_each_get_their_own_digest(
+    seed_site: Site, templates: str
+) -> None:
+    if templates == "branching":
+        override(seed_site, "digest.html.j2", VIP_PAGE)
+    config, _period, selection, renderer = setup(seed_site)
+    people = [
+        recipient_for(
+            config,
+            i,
+            f"reader{i}@{'vip.example' if i % 3 == 0 else 'example.com'}",
+            f"Reader {i} & <co>" if i % 2 else f"読者{i}",
+            SECRET,
+        )
+        for i in range(48)
+    ]
+    start = threading.Barrier(8)
+
+    def work(part: list[Recipient]) -> list[tuple[Recipient, RenderedDigest]]:
+        start.wait()
+        out = []
+        for person in part:
+            prepared = renderer.prepare(selection, person)
+            out.append((person, prepared.rendered() if isinstance(prepared, Filling) else prepared))
+        return out
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for part in pool.map(work, [people[i::8] for i in range(8)]) for r in part]
+    assert len(results) == len(people)
+    for person, digest in results:
+        assert digest == slow(renderer, selection, person)
+        if templates == "branching":
+            branch = "VIP" if person.email.endswith("@vip.example") else "regular"
+            assert f"{branch} member {person.name}" in body_text(digest.html)
+    if templates == "default":
+        assert renderer.stats["filled"] == len(people)

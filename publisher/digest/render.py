@@ -9,16 +9,29 @@ split by what it depends on:
   the same new posts get the same message apart from their name, address and
   links, so each distinct selection is rendered once, with unguessable slot
   markers where those values go, and its CSS is inlined once;
-* once per subscriber: the slots are filled in (escaped for HTML).
-  :meth:`DigestRenderer.prepare` hands out the template and the values
-  instead, so that the message builder can also do its own work once per
-  distinct digest and fill in bytes.
+* once per subscriber: the slots are filled in. :meth:`DigestRenderer.prepare`
+  hands out the template and the values instead, so that the message builder
+  can also do its own work once per distinct digest and fill in bytes.
 
-A site's own template could transform a slot (``subscriber.name|upper``) or
-test it (``{% if subscriber.email.endswith(...) %}``), which would break the
-fill-in. So the first message of every distinct digest is also rendered the
-slow way and compared; if the two differ, that digest is rendered the slow way
-for everyone. The fast path is an optimisation that cannot change the result.
+Filling in gives what rendering for that reader would give only if the
+templates never look inside the values, so a reader is rendered the slow way,
+in full, whenever that is not known to hold:
+
+* for everyone, when the templates use a value other than by printing it as it
+  is, passing it to ``str.format`` or testing whether it is empty: a site's own
+  template that writes ``subscriber.name|upper`` or
+  ``{% if subscriber.email.endswith(...) %}``. That is decided once per renderer
+  from the templates' syntax trees (:mod:`publisher.digest.slots`); empty and
+  non-empty values are rendered apart, as tests on them may branch;
+* for everyone who gets a distinct digest, when that digest filled in with
+  made-up values differs from that digest rendered with them: for example a
+  name inside an HTML attribute, where the inlined HTML escapes quotes
+  differently from text. Each distinct digest is checked once, before anyone
+  gets it;
+* for one reader, when their values hold what the fill-in does not reproduce
+  in every place: a control character (line breaks included), quotes, ``<``,
+  ``>`` or a no-break space in an address or link, or, when the subject shows a
+  value, blanks at the ends of one (the subject is trimmed).
 """
 
 from __future__ import annotations
@@ -35,14 +48,15 @@ import css_inline
 import jinja2
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from markupsafe import escape
 
 from publisher.config import Config
 from publisher.digest.period import Period
 from publisher.digest.select import Selection
+from publisher.digest.slots import SLOT_NAMES, SlotUse, analyse
 from publisher.errors import ConfigError
 from publisher.feeds import post_url
 from publisher.markup import cut_text, render
+from publisher.names import clean_name
 from publisher.posts import Post, read_body
 from publisher.templating import environment, template_error
 from publisher.tokens import make_token
@@ -60,6 +74,7 @@ __all__ = [
     "RenderedDigest",
     "labels_for",
     "locale_for",
+    "one_line",
     "post_view",
     "post_views",
     "recipient_for",
@@ -70,7 +85,23 @@ TEXT_TEMPLATE = "digest.txt.j2"
 # What preview links carry instead of a signed token: obviously not a real one.
 PREVIEW_TOKEN = "PREVIEW-not-a-real-token"
 _CACHE_SIZE = 512
-_SLOT_NAMES = ("name", "email", "unsubscribe", "preferences")
+# A value with a control character is never filled in: parsing HTML changes some
+# (CR becomes LF, NUL goes). Values go into the HTML as _html_text writes them,
+# which is what the inliner writes in text, checked for each digest with _PROBE;
+# an address or a link may be in an attribute too, where quotes, "<" and ">" are
+# written otherwise, so one that holds them or a no-break space is not filled in.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_ANYWHERE = re.compile("[\"'<>\u00a0]")
+# Made-up values that each distinct digest is checked with before it is filled
+# in: a space (an unquoted attribute), an ampersand and what follows one in a
+# character reference (after an "&" in the template), quotes, markup, a
+# no-break space and Japanese.
+_PROBE = {
+    "name": 'lt;Probe &amp O\'Brien "Q" <b>x</b>\u00a0a=b/#1;-山田',
+    "email": "lt;probe&amp x=1/#2;-山@example.invalid",
+    "unsubscribe": "lt;https://probe.invalid/u?a=1&amp b#2;-山",
+    "preferences": "lt;https://probe.invalid/p?a=1&amp b#3;-山",
+}
 
 # Words the default templates use, by language; a site's own templates may
 # use them or write their own text.
@@ -210,7 +241,11 @@ def post_views(
 def recipient_for(
     config: Config, subscriber_id: int, email: str, name: str, secret: bytes | None
 ) -> Recipient:
-    """A subscriber's links, signed with ``secret``; ``None`` gives fake preview links."""
+    """A subscriber's links, signed with ``secret``; ``None`` gives fake preview links.
+
+    The name is cleaned as the To header cleans it (a row stored before names
+    were cleaned may hold control characters), so greeting and header agree.
+    """
     base = (config.server.base_url or config.site.url).rstrip("/")
     if secret is None:
         unsubscribe = preferences = PREVIEW_TOKEN
@@ -219,7 +254,7 @@ def recipient_for(
         preferences = make_token(secret, subscriber_id, "preferences")
     return Recipient(
         email=email,
-        name=name,
+        name=clean_name(name),
         unsubscribe_url=f"{base}/unsubscribe/{unsubscribe}",
         preferences_url=f"{base}/preferences/{preferences}",
         unsubscribe_token=unsubscribe,
@@ -248,7 +283,8 @@ class DigestTemplate:
 
     Each text is cut at its slots: literals at even indexes, slot names
     (``name``, ``email``, ``unsubscribe``, ``preferences``) at odd ones. The
-    HTML takes HTML-escaped values, the subject and text the values as they are.
+    HTML takes values escaped as the inlined HTML writes text (see :meth:`Filling.of`),
+    the subject and text the values as they are.
     Compared by identity: a message builder may keep work of its own per template.
     """
 
@@ -272,12 +308,12 @@ class DigestTemplate:
 
     def subject_for(self, filling: Filling) -> str:
         """The subject for one reader."""
-        return _fill(self.subject, filling.values).strip()
+        return one_line(_fill(self.subject, filling.values))
 
     def fill(self, filling: Filling) -> RenderedDigest:
         """The digest for one reader."""
         return RenderedDigest(
-            _fill(self.subject, filling.values).strip(),
+            one_line(_fill(self.subject, filling.values)),
             _fill(self.html, filling.html_values),
             _fill(self.text, filling.values),
         )
@@ -290,24 +326,56 @@ def _fill(pieces: tuple[str, ...], values: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+# What str.splitlines() breaks lines at, with the blanks around it.
+_LINE_BREAK = re.compile(r"\s*[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+\s*")
+
+
+def one_line(subject: str) -> str:
+    """A rendered subject on one line: each line break (a post title written as a
+    YAML block, say) and the blanks around it become one space, and the ends are trimmed."""
+    return _LINE_BREAK.sub(" ", subject).strip()
+
+
+def _html_text(value: str) -> str:
+    """``value`` as text in HTML, escaped as the CSS inliner writes it out.
+
+    Quotes stay as they are: the inliner parses the rendered HTML and writes it
+    out again, so a name that Jinja2 wrote as ``O&#39;Brien`` comes out as
+    ``O'Brien``. (Each distinct digest is checked with a made-up value before
+    it is filled in, so a different writer would only make it slower.)
+    """
+    return (
+        value.replace("&", "&amp;")
+        .replace("\u00a0", "&nbsp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+    )
+
+
 @dataclass(frozen=True)
 class Filling:
     """A reader's digest as a template and the values that fill it."""
 
     template: DigestTemplate
     values: Mapping[str, str]  # slot name -> value, as the subject and text take it
-    html_values: Mapping[str, str]  # the same, HTML-escaped
+    html_values: Mapping[str, str]  # the same, as the HTML takes it (_html_text)
+
+    @classmethod
+    def of(cls, template: DigestTemplate, values: Mapping[str, str]) -> Filling:
+        """``template`` filled with ``values``."""
+        return cls(template, values, {name: _html_text(value) for name, value in values.items()})
 
     def rendered(self) -> RenderedDigest:
         """The filled-in subject, HTML and text."""
         return self.template.fill(self)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Entry:
+    """One distinct digest; made whole before sender threads can see it."""
+
     template: DigestTemplate
-    verified: bool = False
-    direct: bool = False
+    direct: bool  # the fill-in differs from rendering: everyone gets it rendered
 
 
 class DigestRenderer:
@@ -337,9 +405,14 @@ class DigestRenderer:
                 str(config.source or "config.yaml"),
             ) from None
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        # Whether the templates only print the reader's values, decided once:
+        # if not, everyone is rendered in full.
+        self.slot_use: SlotUse = analyse(
+            env, config.digest.subject, {HTML_TEMPLATE: True, TEXT_TEMPLATE: False}, self.labels
+        )
         nonce = secrets.token_hex(8)
-        self._slots = {name: f"PUBLISHER-SLOT-{nonce}-{name}" for name in _SLOT_NAMES}
-        self._slot_re = re.compile(f"PUBLISHER-SLOT-{nonce}-({'|'.join(_SLOT_NAMES)})")
+        self._slots = {name: f"PUBLISHER-SLOT-{nonce}-{name}" for name in SLOT_NAMES}
+        self._slot_re = re.compile(f"PUBLISHER-SLOT-{nonce}-({'|'.join(SLOT_NAMES)})")
         self._cache: OrderedDict[Any, _Entry] = OrderedDict()
         self._lock = threading.Lock()  # sender threads share the cache
         self.stats = {"distinct": 0, "direct": 0, "filled": 0}
@@ -400,7 +473,7 @@ class DigestRenderer:
         """The slow path: render the templates with these exact values."""
         context = self._context(selection, values, web_copy=web_copy)
         try:
-            subject = self._subject.render(context).strip()
+            subject = one_line(self._subject.render(context))
         except jinja2.TemplateError as exc:
             raise ConfigError(
                 [f"digest.subject: {getattr(exc, 'message', None) or exc}"],
@@ -435,51 +508,67 @@ class DigestRenderer:
             "unsubscribe": recipient.unsubscribe_url,
             "preferences": recipient.preferences_url,
         }
-        # Templates may branch on whether a name is known; that is part of the key.
-        key = (selection.key, bool(recipient.name))
+        if not (self.slot_use.fillable and self._fits(values)):
+            return self._direct(selection, values)
+        # Templates may test whether a value is empty: that is part of the key.
+        empty = tuple(not values[name] for name in SLOT_NAMES)
+        key = (selection.key, empty)
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None:
                 self._cache.move_to_end(key)
         if entry is None:
-            # An empty name stays empty: templates test it ({% if subscriber.name %}).
-            slots = self._slots if recipient.name else {**self._slots, "name": ""}
-            shared = self._render(selection, slots)
-            entry = _Entry(
-                DigestTemplate(
-                    tuple(self._slot_re.split(shared.subject)),
-                    tuple(self._slot_re.split(shared.html)),
-                    tuple(self._slot_re.split(shared.text)),
-                    self._slots,
-                    self._slot_re,
-                )
-            )
+            made = self._entry(selection, empty)
             with self._lock:
-                self._cache[key] = entry
-                self.stats["distinct"] += 1
-                if len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
+                entry = self._cache.get(key)  # another thread may have made it meanwhile
+                if entry is None:
+                    entry = self._cache[key] = made
+                    self.stats["distinct"] += 1
+                    if len(self._cache) > _CACHE_SIZE:
+                        self._cache.popitem(last=False)
         if entry.direct:
+            return self._direct(selection, values)
+        with self._lock:
+            self.stats["filled"] += 1
+        return Filling.of(entry.template, values)
+
+    def _direct(self, selection: Selection, values: Mapping[str, str]) -> RenderedDigest:
+        with self._lock:
             self.stats["direct"] += 1
-            return self._render(selection, values)
-        filling = Filling(
-            entry.template, values, {name: str(escape(value)) for name, value in values.items()}
+        return self._render(selection, values)
+
+    def _fits(self, values: Mapping[str, str]) -> bool:
+        """Whether these values fill in exactly as they would render."""
+        for name, value in values.items():
+            if _CONTROL.search(value) or (name != "name" and _ANYWHERE.search(value)):
+                return False
+            if self.slot_use.in_subject and value != value.strip():
+                return False
+        return True
+
+    def _entry(self, selection: Selection, empty: tuple[bool, ...]) -> _Entry:
+        """Render a distinct digest with markers, and check it with made-up values."""
+
+        def values(given: Mapping[str, str]) -> dict[str, str]:
+            # An empty value stays empty: templates test it ({% if subscriber.name %}).
+            return {
+                name: "" if blank else given[name]
+                for name, blank in zip(SLOT_NAMES, empty, strict=True)
+            }
+
+        shared = self._render(selection, values(self._slots))
+        template = DigestTemplate(
+            tuple(self._slot_re.split(shared.subject)),
+            tuple(self._slot_re.split(shared.html)),
+            tuple(self._slot_re.split(shared.text)),
+            self._slots,
+            self._slot_re,
         )
-        if not entry.verified:
-            direct = self._render(selection, values)
-            entry.verified = True
-            if direct != filling.rendered():
-                entry.direct = True
-                self.stats["direct"] += 1
-                return direct
-        self.stats["filled"] += 1
-        return filling
+        probe = values(_PROBE)
+        direct = Filling.of(template, probe).rendered() != self._render(selection, probe)
+        return _Entry(template, direct)
 
     def web_copy(self, selection: Selection) -> str:
         """The "view in browser" page: the digest without anyone's name or links."""
-        values = dict.fromkeys(_SLOT_NAMES, "")
+        values = dict.fromkeys(SLOT_NAMES, "")
         return self._render(selection, values, web_copy=True).html
-
-    def preview_recipient(self) -> Recipient:
-        """A made-up recipient for previews."""
-        return recipient_for(self.config, 0, "preview@example.invalid", "", None)
