@@ -350,53 +350,59 @@ def build(
         else:
             todo.append(output)
 
-    needed = {p.id: p for o in todo if o.scope for p in o.scope.posts}
-    rendered, render_warnings, result.rendered, unverified = _render_posts(
-        config, list(needed.values()), cache, parallel
-    )
-    result.warnings.extend(render_warnings)
-    # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
-    shown = {_render_key(config, p) for scope in scopes for p in scope.posts}
-    cache.keep_bodies(shown)
+    # Looking up a rendered body opens the bodies database: it is closed however
+    # the build ends, or each failed build of ``publisher run`` would leave it open.
+    try:
+        needed = {p.id: p for o in todo if o.scope for p in o.scope.posts}
+        rendered, render_warnings, result.rendered, unverified = _render_posts(
+            config, list(needed.values()), cache, parallel
+        )
+        result.warnings.extend(render_warnings)
+        # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
+        shown = {_render_key(config, p) for scope in scopes for p in scope.posts}
+        cache.keep_bodies(shown)
 
-    # An XML feed costs feedgen and lxml some 2 ms, thirty times the parse of a post.
-    workers = worker_count(len(todo) * 30) if parallel else 1
-    make = partial(_documents, config, scopes, rendered)
-    documents = list(zip(todo, map_chunks(make, todo, workers), strict=True))
+        # An XML feed costs feedgen and lxml some 2 ms, thirty times the parse of a post.
+        workers = worker_count(len(todo) * 30) if parallel else 1
+        make = partial(_documents, config, scopes, rendered)
+        documents = list(zip(todo, map_chunks(make, todo, workers), strict=True))
 
-    if write:
-        fingerprints = {o.relative: o.fingerprint for o in outputs}
-        for output in todo:
-            if output.scope is not None and any(p.id in unverified for p in output.scope.posts):
-                # Made from a file that changed under us: regenerate it next time.
-                fingerprints[output.relative] = ""
-        # A feed this build no longer makes (its category is gone, or a format was
-        # turned off) would otherwise stay online, frozen, for its readers.
-        stale = sorted(cache.feeds.keys() - fingerprints.keys())
-        changed = result.parsed or result.rendered or cache.sources() != files_before
-        dirty = changed or fingerprints != cache.feeds or not use_cache or cache.memo != memo_before
-        # Files read again because their stat was too recent to trust are trusted
-        # once this build's time is saved: no need to read them again next time.
-        dirty = dirty or cache.rechecked > 0
-        old_feeds, cache.feeds = cache.feeds, fingerprints
-        # Encoding the cache is CPU work and writing feeds is mostly waiting for the
-        # disk, so both run at once; the cache is written only after every feed is,
-        # so that it never records a feed that a crash kept from the disk.
-        encoding = Background(cache.encode) if dirty else None
-        try:
-            writer.write_all([(o.relative, data, o.owner) for o, data in documents])
-            result.removed = writer.remove_stale(stale)
-        except BaseException:
-            if encoding is not None:
-                encoding.join()  # its result is dropped with the build
-            # A cache kept in memory (the scheduler's) must not record feeds that
-            # were not written: the next build would take them as up to date.
-            cache.feeds = old_feeds
-            raise
-        encoded = encoding.result() if encoding is not None else None
-        if encoded is not None:
-            cache.commit(encoded)
-    cache.close()
+        if write:
+            fingerprints = {o.relative: o.fingerprint for o in outputs}
+            for output in todo:
+                if output.scope is not None and any(p.id in unverified for p in output.scope.posts):
+                    # Made from a file that changed under us: regenerate it next time.
+                    fingerprints[output.relative] = ""
+            # A feed this build no longer makes (its category is gone, or a format was
+            # turned off) would otherwise stay online, frozen, for its readers.
+            stale = sorted(cache.feeds.keys() - fingerprints.keys())
+            changed = result.parsed or result.rendered or cache.sources() != files_before
+            dirty = (
+                changed or fingerprints != cache.feeds or not use_cache or cache.memo != memo_before
+            )
+            # Files read again because their stat was too recent to trust are trusted
+            # once this build's time is saved: no need to read them again next time.
+            dirty = dirty or cache.rechecked > 0
+            old_feeds, cache.feeds = cache.feeds, fingerprints
+            # Encoding the cache is CPU work and writing feeds is mostly waiting for the
+            # disk, so both run at once; the cache is written only after every feed is,
+            # so that it never records a feed that a crash kept from the disk.
+            encoding = Background(cache.encode) if dirty else None
+            try:
+                writer.write_all([(o.relative, data, o.owner) for o, data in documents])
+                result.removed = writer.remove_stale(stale)
+            except BaseException:
+                if encoding is not None:
+                    encoding.join()  # its result is dropped with the build
+                # A cache kept in memory (the scheduler's) must not record feeds that
+                # were not written: the next build would take them as up to date.
+                cache.feeds = old_feeds
+                raise
+            encoded = encoding.result() if encoding is not None else None
+            if encoded is not None:
+                cache.commit(encoded)
+    finally:
+        cache.close()
     cache.end_reading()
     result.written = writer.written
     result.unchanged = writer.unchanged

@@ -260,6 +260,11 @@ class BuildCache:
             self._db.close()
             self._db = None
 
+    @property
+    def closed(self) -> bool:
+        """Whether the bodies database is closed (it is open only while a build uses it)."""
+        return self._db is None
+
     def put_body(self, key: tuple[str, str], body: Rendered) -> None:
         self._bodies[key] = body
         self._unsaved.add(key)

@@ -12,6 +12,10 @@ import feedparser
 import pytest
 from lxml import etree
 
+from publisher.build import build, settings_key
+from publisher.cache import BuildCache
+from publisher.errors import PublisherError
+
 from .conftest import REPO, Site
 
 FEEDS = ("atom.xml", "rss.xml", "feed.json")
@@ -308,3 +312,43 @@ def test_a_broken_index_template_is_one_line_naming_it(site: Site) -> None:
     (line,) = run.stderr.splitlines()
     assert line.startswith(f"{site.root / 'templates' / 'index.html.j2'}: line 1: ")
     assert "Traceback" not in run.stderr
+
+
+def _open_by_this_process(path: Path) -> bool:
+    """Whether any file descriptor of this process is open on ``path`` (Linux: /proc)."""
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("no /proc/self/fd here")
+    target = str(path.resolve())
+    found = False
+    for fd in fds.iterdir():
+        try:
+            found = found or os.readlink(fd) == target
+        except OSError:
+            continue  # the descriptor iterdir() itself used, closed by now
+    return found
+
+
+@pytest.mark.parametrize("failure", ["write", "template"])
+def test_a_failed_build_leaves_the_bodies_database_closed(site: Site, failure: str) -> None:
+    site.post("2025-01-01-a.md", "title: A")
+    site.post("2025-01-02-b.md", "title: B")
+    config = site.config()
+    build(config)
+    bodies = config.paths.cache / "bodies.sqlite"
+    assert bodies.is_file() and not _open_by_this_process(bodies)
+    site.post("2025-01-02-b.md", "title: B, edited")  # its body is looked up, then rendered
+    if failure == "write":
+        # A real write failure: a folder stands where the new atom.xml must go.
+        (site.output / "atom.xml").unlink()
+        (site.output / "atom.xml").mkdir()
+        expected: type[Exception] = OSError
+    else:
+        (site.root / "templates").mkdir()
+        (site.root / "templates" / "index.html.j2").write_text("{{ site.title }\n", "utf-8")
+        expected = PublisherError
+    cache = BuildCache.load(config.paths.cache, settings_key(config))
+    with pytest.raises(expected):
+        build(config, cache=cache)
+    assert cache.closed
+    assert not _open_by_this_process(bodies)

@@ -1,9 +1,10 @@
 """The site's categories, as the subscribe and preferences forms offer them.
 
 Read from the published posts (drafts and scheduled posts are not offered)
-with the same reader as ``publisher build``, and kept in memory: a post file
-is parsed again only when it changed, and the folder is looked at again at
-most every :data:`REFRESH` seconds, so a busy form costs no disk reads.
+through one :class:`~publisher.site_reader.SiteReader`, which starts from the
+build's cache and keeps it in memory: a post file is parsed again only when
+it changed, an unchanged one is not even opened again, and the folder is looked
+at again at most every :data:`REFRESH` seconds, so a busy form costs no disk reads.
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from publisher.build import load_site
-from publisher.cache import BuildCache
 from publisher.config import Config
+from publisher.site_reader import SiteReader
 
 __all__ = ["REFRESH", "SiteCategories"]
 
@@ -34,7 +34,7 @@ class SiteCategories:
         self.config = config
         self.clock = clock
         self.monotonic = monotonic
-        self._cache = BuildCache()
+        self.reader = SiteReader(config, build_cache=True)
         self._lock = threading.Lock()
         self._names: tuple[str, ...] = ()
         self._read_at: float | None = None
@@ -43,7 +43,7 @@ class SiteCategories:
         """Every category of a published post, in alphabetical order."""
         with self._lock:
             if self._read_at is None or self.monotonic() - self._read_at >= REFRESH:
-                posts = load_site(self.config, self.clock(), cache=self._cache)[0]
+                posts = self.reader.read(self.clock()).posts
                 found = {name for post in posts.published for name in post.categories}
                 self._names = tuple(sorted(found, key=lambda n: (n.casefold(), n)))
                 self._read_at = self.monotonic()
