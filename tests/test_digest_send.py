@@ -224,6 +224,30 @@ def test_too_many_failures_stop_the_run(news: Site, store: Store) -> None:
     assert run is not None and run.status == "failed" and "error_threshold" in run.note
 
 
+def test_uncertain_rows_of_an_earlier_run_do_not_count_toward_the_threshold(
+    news: Site, store: Store
+) -> None:
+    news.write_config(smtp={"error_threshold": 2})
+    config = news.config()
+    for i in range(4):
+        store.add_subscriber(f"x{i}@example.net", now=JOINED)
+    backend = MemoryBackend()
+    for email in ("ann", "bob", "x0"):
+        backend.fail_for(f"{email}@example.net", UncertainSendError("connection lost"))
+    first, _ = send(config, store, W48, backend)
+    assert (first.sent, first.uncertain) == (0, 3)
+    assert "3 messages failed, more than smtp.error_threshold (2)" in first.stopped
+    assert len(store.ledger("2026-W48", "pending")) == 3
+    # The three stay uncertain for the operator; they must not stop the next run.
+    second, delivered = send(config, store, W48)
+    assert second.stopped == ""
+    assert (second.sent, second.uncertain, second.failed) == (3, 3, 0)
+    assert sorted(m["To"].addresses[0].addr_spec for m in delivered.messages) == [
+        f"x{i}@example.net" for i in range(1, 4)
+    ]
+    assert store.ledger("2026-W48", "pending") == []
+
+
 def test_dry_run_records_writes_and_sends_nothing(news: Site, store: Store) -> None:
     report, backend = send(news.config(), store, W48, dry_run=True)
     assert (report.sent, report.skipped) == (2, 1)
@@ -247,17 +271,21 @@ def test_who_unsubscribed_before_the_retry_is_not_sent(news: Site, store: Store)
     assert "no longer active" in row.error
 
 
-def test_a_title_with_crlf_fails_that_message_only(news: Site, store: Store) -> None:
+def test_a_title_with_crlf_is_one_line_in_the_subject(news: Site, store: Store) -> None:
+    # A line break in a title must neither stop the message nor start a header.
     news.post(
         "2026-11-22-evil.md",
         'title: "Hi\\r\\nBcc: victim@example.org"\ncategories: [AI技術]',
     )
     news.write_config(digest={"subject": "{{ posts[0].title }}"})
     report, backend = send(news.config(), store, W48)
-    assert (report.sent, report.failed) == (1, 1)
-    assert "Subject: refusing a header value with a line break" in report.problems[0]
-    assert [m["Subject"] for m in backend.messages] == ["Python news"]
-    assert all("victim" not in str(m) for m in backend.messages)
+    assert (report.sent, report.failed) == (2, 0)
+    assert sorted(m["Subject"] for m in backend.messages) == [
+        "Hi Bcc: victim@example.org",
+        "Python news",
+    ]
+    assert all(m["Bcc"] is None for m in backend.messages)
+    assert all(len(m["To"].addresses) == 1 for m in backend.messages)
 
 
 def test_sending_needs_the_secret(

@@ -1,4 +1,4 @@
-"""``publisher digest preview|send|status|resolve``: argument handling and printing only.
+"""``publisher digest preview|send|retry|status|resolve``: argument handling and printing only.
 
 The work is in :mod:`publisher.digest.send`; heavy imports happen inside the
 commands so that other commands start fast.
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from publisher.cli import State
     from publisher.config import Config
     from publisher.digest.period import Period
+    from publisher.digest.send import SendReport
     from publisher.store import Store
 
 __all__ = ["digest"]
@@ -122,7 +123,7 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
 @click.option(
     "--late-ok",
     is_flag=True,
-    help="Send the current period even if it is more than digest.max_lateness late.",
+    help="Send the period even if it is more than digest.max_lateness late, or was skipped.",
 )
 @click.pass_obj
 def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
@@ -131,51 +132,100 @@ def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
     Safe to run again: nobody gets the same digest twice. A period that was
     never started and is more than digest.max_lateness late is skipped, as
     `publisher run` would (a systemd timer with Persistent=true runs late after
-    downtime). Exit 1 if any message failed or is uncertain.
+    downtime); --late-ok sends it, once. Exit 1 if any message failed or is uncertain.
     """
-    from publisher.backends import make_backend
     from publisher.digest.catchup import catch_up_decision
-    from publisher.digest.send import send_digest
     from publisher.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
-    from publisher.tokens import load_secret
 
     config = state.config
     now = state.clock()
-    secret = load_secret(config)
     with (
         StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent"),
         Store.open(config) as store,
     ):
         period = _period(config, store, key, now)
+        run = store.get_run(period.key)
+        if run is not None and run.status == "skipped" and not late_ok:
+            click.echo(f"digest {period.key}: skipped earlier: {run.note} (--late-ok sends it)")
+            sys.exit(0)
         if key is None and not late_ok and not dry_run:
-            run = store.get_run(period.key)
             decision = catch_up_decision(period, now, config.digest.max_lateness, run)
             if decision.action == "skip":
                 store.skip_run(period.key, due_at=period.due, note=decision.reason, now=now)
                 click.echo(f"digest {period.key}: skipped: {decision.reason} (--late-ok sends it)")
                 sys.exit(0)
-            if run is not None and run.status == "skipped":
-                click.echo(f"digest {period.key}: skipped earlier: {run.note} (--late-ok sends it)")
-                sys.exit(0)
-        backend = make_backend(config)
-        with _progress(sys.stderr.isatty() and not dry_run) as on_progress:
-            if dry_run:
-                report = send_digest(
-                    config, store, backend, now=now, period=period, dry_run=True, secret=secret
-                )
-            else:
-                with backend:
-                    report = send_digest(
-                        config,
-                        store,
-                        backend,
-                        now=now,
-                        period=period,
-                        on_progress=on_progress,
-                        secret=secret,
-                        clock=state.clock,
-                    )
+        report = _send(state, store, period, dry_run=dry_run, late_ok=late_ok)
+    for line in report.problems:
+        click.echo(line, err=True)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
+def _send(
+    state: State, store: Store, period: Period, *, dry_run: bool = False, late_ok: bool = False
+) -> SendReport:
+    """Send (or, dry, only build) the digest of ``period``; the caller holds the lock."""
+    from publisher.backends import make_backend
+    from publisher.digest.send import send_digest
+    from publisher.tokens import load_secret
+
+    config = state.config
+    now = state.clock()
+    secret = load_secret(config)
+    backend = make_backend(config)
+    if dry_run:
+        return send_digest(
+            config, store, backend, now=now, period=period, dry_run=True, secret=secret
+        )
+    with _progress(sys.stderr.isatty()) as on_progress, backend:
+        return send_digest(
+            config,
+            store,
+            backend,
+            now=now,
+            period=period,
+            on_progress=on_progress,
+            secret=secret,
+            clock=state.clock,
+            late_ok=late_ok,
+        )
+
+
+@digest.command()
+@click.argument("emails", nargs=-1, metavar="[EMAIL]...")
+@click.option("--period", "key", metavar="KEY", help="The digest period (default: current).")
+@click.pass_obj
+def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
+    """Send the failed messages of a period again, once their cause is fixed.
+
+    A failed message was refused for good (a 5xx reply, a header that could not
+    be made) and is never retried by itself. After fixing the cause (a post's
+    title, the recipient's mailbox), this puts the period's failed messages (of
+    EMAIL only, if given) back to pending and sends them, as `digest send
+    --period KEY` would. Exit 1 if any message failed or is uncertain.
+    """
+    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.store import Store
+
+    config = state.config
+    now = state.clock()
+    with (
+        StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent; retry after it"),
+        Store.open(config) as store,
+    ):
+        period = _period(config, store, key, now)
+        ids: list[int] | None = None
+        if emails:
+            ids = []
+            for email in emails:
+                subscriber = store.get_subscriber(email)
+                if subscriber is None:
+                    raise PublisherError(f"{email}: no such subscriber")
+                ids.append(subscriber.id)
+        count = store.retry_failed(period.key, now=now, subscriber_ids=ids)
+        click.echo(f"digest {period.key}: {count} failed messages back to pending")
+        report = _send(state, store, period)
     for line in report.problems:
         click.echo(line, err=True)
     click.echo(report.summary())
@@ -256,6 +306,12 @@ def resolve(state: State, email: str, key: str | None, sent: bool | None) -> Non
         if not rows:
             raise PublisherError(f"{email}: no message in digest {key}")
         row = rows[0]
+        if row.status == "failed":
+            raise PublisherError(
+                f"{email}: the digest {key} message failed ({row.error}), it is not uncertain;"
+                f" once the cause is fixed, send it again with:"
+                f" publisher digest retry {email} --period {key}"
+            )
         if row.status != "sending":
             raise PublisherError(
                 f"{email}: the digest {key} message is {row.status}, not uncertain;"

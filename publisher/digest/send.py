@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from publisher.backends.base import Backend, Message
-from publisher.build import load_site
 from publisher.config import Config
 from publisher.digest.message import MessageBuilder, check_header, make_message_id
 from publisher.digest.period import Period, next_due, period_at, period_key
@@ -56,6 +55,7 @@ from publisher.errors import (
     UncertainSendError,
 )
 from publisher.posts import Post
+from publisher.site_reader import SiteReader
 from publisher.store import LedgerRow, Store, Subscriber
 from publisher.tokens import load_secret
 
@@ -157,6 +157,7 @@ def send_digest(
     on_progress: Callable[[int, int], None] | None = None,
     secret: bytes | None = None,
     clock: Callable[[], datetime] | None = None,
+    late_ok: bool = False,
 ) -> SendReport:
     """Send the digest of ``period`` (default: the latest at or before ``now``) to all due.
 
@@ -165,7 +166,8 @@ def send_digest(
     ``dry_run`` nothing is recorded, written or sent; every message is still
     built, so template and header problems show. ``secret`` signs the links
     (default: from ``store.secret_env``); ``clock`` stamps ledger changes
-    (default: ``now``).
+    (default: ``now``). ``late_ok`` sends a period recorded as skipped (too late),
+    once: the run is reopened and, once sent, done.
 
     ``backend`` must already be open (``with make_backend(config) as backend``);
     a dry run never uses it.
@@ -180,16 +182,19 @@ def send_digest(
     key = period.key
     report = SendReport(key, dry_run=dry_run)
 
-    posts, _warnings, _stale, _parsed = load_site(config, now)
+    # Through the build's cache, read-only: only posts changed since the last build are parsed.
+    posts, _warnings, _stale, _parsed = SiteReader(config, build_cache=True).read(now)
     by_id = {post.id: post for post in posts.published}
     active = {s.id: s for s in store.list_subscribers("active")}
     run = store.get_run(key)
+    if late_ok and run is not None and run.status == "skipped" and not dry_run:
+        run = store.reopen_run(key, now=now)
     rows = {row.subscriber_id: row for row in store.ledger(key)}
 
     # Plan, unless a finished run of this period already did: asking twice for the
     # same period must not send anyone a second digest.
     planned: dict[int, Selection] = {}
-    if run is None or run.status == "running":
+    if run is None or run.status == "running" or (late_ok and run.status == "skipped"):
         if run is None and not dry_run:
             store.start_run(key, due_at=period.due, now=now)
         unplanned = [s for s in active.values() if s.id not in rows]
@@ -313,6 +318,7 @@ class _Shared:
         self._done = 0
         self._report = report
         self._threshold = threshold
+        self._failures = 0  # failed or uncertain in this run
         self._on_progress = on_progress
         self._lock = threading.Lock()
         self._progress_lock = threading.Lock()
@@ -329,13 +335,17 @@ class _Shared:
         report = self._report
         with self._lock:
             setattr(report, outcome, getattr(report, outcome) + 1)
+            # Only this run's failures count: uncertain rows left by an earlier run
+            # are in the report too, and must not stop every later run at once.
+            if outcome in ("failed", "uncertain"):
+                self._failures += 1
             if problem:
                 report.problems.append(problem)
             if stopped and not report.stopped:
                 report.stopped = stopped
-            if not report.stopped and report.failed + report.uncertain > self._threshold:
+            if not report.stopped and self._failures > self._threshold:
                 report.stopped = (
-                    f"{report.failed + report.uncertain} messages failed, more than"
+                    f"{self._failures} messages failed, more than"
                     f" smtp.error_threshold ({self._threshold}); the rest stay pending"
                 )
             if report.stopped:
@@ -401,11 +411,13 @@ def _deliver(
                     message_id=item.message_id,
                     now=tick(),
                 )
-            except PermanentSendError as exc:
-                # A header would carry a line break: refused, never sent.
+            except (PermanentSendError, ValueError, LookupError) as exc:
+                # A header would carry a line break, or this reader's message cannot be
+                # made at all: that one row fails, with its reason, and the run goes on.
+                reason = str(exc) if isinstance(exc, PublisherError) else f"cannot build: {exc}"
                 if not dry_run:
-                    store.mark_failed(item.row_id, str(exc), now=tick())
-                shared.record("failed", f"{subscriber.email}: failed: {exc}")
+                    store.mark_failed(item.row_id, reason, now=tick())
+                shared.record("failed", f"{subscriber.email}: failed: {reason}")
             else:
                 if dry_run:
                     shared.record("sent")
@@ -533,7 +545,7 @@ def preview_digest(
         if found is None:
             raise PublisherError(f"{email}: no such subscriber")
         reader, delivered = found, store.delivered_post_ids
-    published = load_site(config, now)[0].published
+    published = SiteReader(config, build_cache=True).read(now).posts.published
     chosen, _nothing = plan_selections(config, period, published, [reader], delivered)
     selection = chosen.get(reader.id)
     if selection is None:
