@@ -5,7 +5,8 @@ Exit codes, so that cron and systemd can tell what happened:
 * 0: everything worked;
 * 1: the job ran, but some input was rejected or some message failed;
 * 2: the command could not run at all (bad config, bad arguments, locked state);
-* 3: publisher itself failed (a bug: please report it).
+* 3: publisher itself failed (a bug: please report it);
+* 130: interrupted (Ctrl-C).
 
 Errors are one line each, never a traceback.
 """
@@ -176,7 +177,9 @@ def check(state: State) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; every PublisherError becomes one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="publisher", standalone_mode=False)
+        # Without standalone mode, click returns what a command returned or passed
+        # to ctx.exit(): an exit code, which must not be lost.
+        code = cli.main(args=argv, prog_name="publisher", standalone_mode=False)
     except ConfigError as exc:
         for line in str(exc).splitlines():
             click.echo(line, err=True)
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("PUBLISHER_DEBUG"):
             raise
         fail(f"internal error: {exc!r} (set PUBLISHER_DEBUG=1 to see where)", EXIT_INTERNAL)
-    sys.exit(EXIT_OK)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 # Commands that live in their own modules, loaded only when invoked (or listed

@@ -10,6 +10,7 @@ names the environment variables that hold them.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from publisher.errors import ConfigError
+from publisher.yamlsafe import SafeLoader
 
 __all__ = [
     "FEED_FORMATS",
@@ -240,6 +242,12 @@ def _non_negative_number(value: Any) -> float:
     return float(value)
 
 
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError("must be a number of seconds > 0 (0 would wait forever)")
+    return float(value)
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")
@@ -403,7 +411,7 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         security=r.get("security", SmtpConfig.security, _choice("starttls", "tls", "none")),
         username_env=r.get("username_env", SmtpConfig.username_env, _env_name),
         password_env=r.get("password_env", SmtpConfig.password_env, _env_name),
-        timeout=r.get("timeout", SmtpConfig.timeout, _non_negative_number),
+        timeout=r.get("timeout", SmtpConfig.timeout, _positive_number),
         rate_limit=r.get("rate_limit", SmtpConfig.rate_limit, _non_negative_number),
         max_retries=r.get("max_retries", SmtpConfig.max_retries, _positive_int),
         error_threshold=r.get("error_threshold", SmtpConfig.error_threshold, _positive_int),
@@ -474,7 +482,7 @@ def load_config(path: Path | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot be read: {exc}"], str(path)) from exc
     try:
-        raw = yaml.load(text, Loader=yaml.CSafeLoader)
+        raw = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.line + 1}:{mark.column + 1}: " if mark else ""

@@ -1,13 +1,13 @@
 """Front matter: finding it in a post's bytes and loading its YAML.
 
-PyYAML (through python-frontmatter's handler and libyaml's CSafeLoader) is the
-reference reader. Building Python objects in PyYAML still costs about 60 µs a
-post, which is most of a cold build at ten thousand posts, so flat front
-matter of the everyday shape (``key: value`` lines, quoted strings, flow lists
-of names) is read by a fast path. The fast path decides nothing itself: plain
-scalars are typed by PyYAML's own resolver and constructor, and any line it
-is not sure of sends the whole block to PyYAML. The test suite checks that
-both readers agree.
+PyYAML (through python-frontmatter's handler and libyaml's CSafeLoader, where
+PyYAML has libyaml) is the reference reader. Building Python objects in PyYAML
+still costs about 60 µs a post, which is most of a cold build at ten thousand
+posts, so flat front matter of the everyday shape (``key: value`` lines,
+quoted strings, flow lists of names) is read by a fast path. The fast path
+decides nothing itself: plain scalars are typed by PyYAML's own resolver and
+constructor, and any line it is not sure of sends the whole block to PyYAML.
+The test suite checks that both readers agree.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 from frontmatter.default_handlers import YAMLHandler
+
+from publisher.yamlsafe import SafeLoader
 
 __all__ = ["MatterError", "load_matter", "split_matter"]
 
@@ -37,7 +39,7 @@ class MatterError(ValueError):
         self.col = col
 
 
-class _Loader(yaml.CSafeLoader):
+class _Loader(SafeLoader):
     """YAML loader that keeps timestamps as text so that one strict parser reads every date."""
 
 

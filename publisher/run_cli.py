@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from publisher.cli import State
     from publisher.store import DigestRun
 
-__all__ = ["COMMANDS", "run", "status"]
+__all__ = ["run", "status"]
 
 
 @click.command()
@@ -114,6 +114,3 @@ def _last_digest(config: Config) -> tuple[DigestRun | None, str]:
         return None, str(exc)
     except Exception as exc:  # a bad URL or an unreachable server: status still prints
         return None, f"cannot be read: {exc}"
-
-
-COMMANDS = (run, status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import stat
 from email.message import EmailMessage, Message
 from pathlib import Path
 
@@ -64,6 +65,17 @@ def prepared(to: str) -> PreparedMessage:
         "\r\n本文です。\r\n"
     ).encode()
     return PreparedMessage("news@example.com", (to,), "<8bit.1@example.com>", eight)
+
+
+def test_messages_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    # A message holds its reader's address and personal unsubscribe link.
+    outbox = tmp_path / "outbox"
+    with OutboxBackend(outbox) as backend:
+        backend.send(message("ann@example.com"))
+        backend.send(prepared("bob@example.com"))
+    assert stat.S_IMODE(outbox.stat().st_mode) == 0o700
+    modes = sorted(stat.S_IMODE(path.stat().st_mode) for path in outbox.iterdir())
+    assert modes == [0o600, 0o600]
 
 
 def test_a_prepared_message_is_written_as_it_is_with_unix_line_ends(tmp_path: Path) -> None:

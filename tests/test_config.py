@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import yaml
 
 from publisher.config import FEED_FORMATS, load_config, parse_config
 from publisher.errors import ConfigError
+from tests.conftest import REPO
 
 MINIMAL = {"site": {"title": "T", "url": "https://example.com/"}}
 
@@ -110,3 +114,40 @@ def test_missing_config_says_how_to_fix_it(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="run from the site folder or pass --config PATH"):
         load_config(None)
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan")])
+def test_an_smtp_timeout_that_would_wait_forever_is_refused(tmp_path: Path, timeout: float) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "smtp": {"timeout": timeout}}, tmp_path)
+    assert caught.value.problems == [
+        f"smtp.timeout: must be a number of seconds > 0 (0 would wait forever), got {timeout!r}"
+    ]
+    assert parse_config({**MINIMAL, "smtp": {"timeout": 0.5}}, tmp_path).smtp.timeout == 0.5
+
+
+def test_config_and_posts_are_read_without_libyaml(tmp_path: Path) -> None:
+    # PyYAML built without libyaml has no CSafeLoader; publisher must not depend on it.
+    site = tmp_path / "site"
+    (site / "posts").mkdir(parents=True)
+    (site / "config.yaml").write_text(yaml.safe_dump(MINIMAL), "utf-8")
+    (site / "posts" / "2025-01-02-hello.md").write_text(
+        "---\ntitle: Hello\ncategories: [a, b]\nextra: {nested: [1, 2]}\n---\nBody.\n", "utf-8"
+    )
+    script = (
+        "import sys; sys.modules['yaml._yaml'] = None\n"  # as if libyaml were missing
+        "import yaml; assert not yaml.__with_libyaml__ and not hasattr(yaml, 'CSafeLoader')\n"
+        "from publisher.cli import main; main(['build'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=site,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("built 3 feed sets from 1 posts (0 rejected")
+    assert "<title>Hello</title>" in (site / "public" / "atom.xml").read_text("utf-8")

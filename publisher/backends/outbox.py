@@ -4,7 +4,9 @@ The default, because it needs no server: a site owner can read what would be
 sent, and a separate tool (or a person) can deliver the files. Each file is
 written atomically, so a mail program watching the folder never picks up half a
 message. The file is named after the Message-ID, so sending the same message
-again replaces its file instead of adding a second one.
+again replaces its file instead of adding a second one. Files are private to
+their owner (mode 0600, a new folder 0700): they hold readers' addresses and
+personal links.
 """
 
 from __future__ import annotations
@@ -68,7 +70,11 @@ class OutboxBackend:
         data = wire_bytes(message, linesep="\n")
         target = self.folder / file_name(message, data)
         try:
-            atomic_write(target, data)
+            if not self.folder.exists():
+                self.folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+            # Only the owner may read: a message holds an address and the personal
+            # unsubscribe and preferences links of its reader.
+            atomic_write(target, data, mode=0o600)
         except OSError as exc:
             raise TemporarySendError(
                 f"{', '.join(recipients)}: cannot write {target}: {exc.strerror or exc}"
