@@ -18,7 +18,8 @@ from tests.databases import postgres_schema, postgres_url, store_url  # noqa: F4
 from tests.smtp_server import smtp_server  # noqa: F401  (a real SMTP server, for any test)
 
 REPO = Path(__file__).resolve().parent.parent
-SEED = REPO.parent / "shared" / "seed" / "000_c8123a293010547c.txt"
+# The real seed post, as the project keeps it: the tests stand on the repository alone.
+SEED = REPO / "posts" / "2025-09-07-ms-aws-cloud-ai.md"
 
 
 @dataclass
@@ -104,6 +105,6 @@ def site(tmp_path: Path) -> Site:
 
 @pytest.fixture
 def seed_site(site: Site) -> Site:
-    """The site with the real seed post from ../shared/seed in it."""
+    """The site with the real seed post (the project's posts/2025-09-07-ms-aws-cloud-ai.md)."""
     (site.posts / "2025-09-07-ms-aws.md").write_bytes(SEED.read_bytes())
     return site
