@@ -24,11 +24,11 @@ from publisher.cache import BuildCache
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, plan_scopes, post_url
-from publisher.markup import Rendered, render
 from publisher.memo import make_memo, reuse
 from publisher.output import OutputWriter
 from publisher.parallel import Background, map_chunks, worker_count
-from publisher.posts import Post, PostSet, content_digest, read_body, split_posts
+from publisher.site.markup import Rendered, render
+from publisher.site.posts import Post, PostSet, content_digest, read_body, split_posts
 from publisher.sources import find_post_files, read_edits, read_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
@@ -228,7 +228,7 @@ def _index_page(config: Config, scopes: list[Scope]) -> bytes:
     # Jinja2 costs start-up time and this page rarely changes: imported here.
     import jinja2
 
-    from publisher.templating import environment, template_error
+    from publisher.site.templating import environment, template_error
 
     env = environment(config.paths.templates)
     feeds = [

@@ -28,9 +28,9 @@ from typing import Any, NamedTuple
 
 from publisher import __version__
 from publisher.errors import PostError
-from publisher.markup import Rendered
 from publisher.memo import Memo, ScopePlan, plan_key
-from publisher.posts import Post
+from publisher.site.markup import Rendered
+from publisher.site.posts import Post
 
 __all__ = ["BuildCache", "FileEntry", "entry_from_tuple", "entry_to_tuple"]
 

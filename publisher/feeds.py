@@ -21,9 +21,9 @@ from typing import Any
 
 from publisher import __version__
 from publisher.config import Config
-from publisher.markup import Rendered
-from publisher.posts import Post
-from publisher.urls import assign_slugs, url_join
+from publisher.site.markup import Rendered
+from publisher.site.posts import Post
+from publisher.site.urls import assign_slugs, url_join
 
 __all__ = [
     "FILE_NAMES",
@@ -88,7 +88,7 @@ def plan_scopes(config: Config, published: list[Post]) -> list[Scope]:
     """Decide which feeds exist and which posts each one holds.
 
     ``published`` must be sorted newest first. Names whose slugs collide get
-    distinct folders (see :func:`~publisher.urls.assign_slugs`).
+    distinct folders (see :func:`~publisher.site.urls.assign_slugs`).
     """
     limit = config.feeds.max_items
     site = config.site

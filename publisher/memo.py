@@ -20,7 +20,7 @@ from datetime import datetime
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.feeds import Scope
-from publisher.posts import Post, PostSet
+from publisher.site.posts import Post, PostSet
 
 __all__ = ["ERROR_KEY", "Memo", "ScopePlan", "make_memo", "plan_key", "plan_settings", "reuse"]
 

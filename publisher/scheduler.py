@@ -46,8 +46,8 @@ from publisher.config import Config, load_config
 from publisher.digest.catchup import Decision, catch_up_decision, lateness
 from publisher.errors import ConfigError, LockError, PublisherError
 from publisher.lock import DIGEST_LOCK, StateLock, lock_path
-from publisher.posts import Post
 from publisher.runlog import log_job, logger
+from publisher.site.posts import Post
 from publisher.status import BuildRecord, build_record, failed_build_record, write_status
 from publisher.watch import Batch, Watcher
 

@@ -22,7 +22,7 @@ from publisher.build import load_site, settings_key
 from publisher.cache import BuildCache
 from publisher.config import Config
 from publisher.errors import PostError
-from publisher.posts import PostSet
+from publisher.site.posts import PostSet
 
 __all__ = ["SiteRead", "SiteReader"]
 

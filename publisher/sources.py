@@ -1,6 +1,6 @@
 """Finding and reading the post files of a site, reusing the build cache.
 
-This is the I/O edge in front of :mod:`publisher.posts`: it walks
+This is the I/O edge in front of :mod:`publisher.site.posts`: it walks
 ``paths.posts``, skips editor leftovers, refuses oversized files before
 reading them, and parses only files whose stat and content changed.
 """
@@ -19,7 +19,7 @@ from publisher.cache import BuildCache, FileEntry, entry_from_tuple, entry_to_tu
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.parallel import map_chunks, worker_count
-from publisher.posts import MAX_POST_BYTES, Post, content_digest, is_post_file, parse_post
+from publisher.site.posts import MAX_POST_BYTES, Post, content_digest, is_post_file, parse_post
 
 __all__ = ["ReadResult", "find_post_files", "read_edits", "read_posts"]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import watchfiles
 
 from publisher.config import Config
-from publisher.posts import is_post_file
+from publisher.site.posts import is_post_file
 
 __all__ = [
     "IDLE_MS",

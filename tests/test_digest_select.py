@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from publisher.digest.select import first_digest_floor, follows, group_posts, select
-from publisher.posts import Post
+from publisher.site.posts import Post
 
 DUE = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

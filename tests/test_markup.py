@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from publisher.markup import cut_text, html_to_text, render
+from publisher.site.markup import cut_text, html_to_text, render
 
 BASE = "https://example.com/blog/2025/01/02/post.html"
 

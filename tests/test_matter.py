@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.matter import MatterError, load_matter, split_matter
+from publisher.site.matter import MatterError, load_matter, split_matter
 
 from .conftest import SEED
 

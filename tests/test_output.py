@@ -10,7 +10,7 @@ import pytest
 
 from publisher.errors import OutputError
 from publisher.output import OutputWriter, atomic_write, safe_join
-from publisher.urls import assign_slugs, expand_permalink, slugify, url_join
+from publisher.site.urls import assign_slugs, expand_permalink, slugify, url_join
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.errors import PostError
-from publisher.posts import Post, parse_post, read_body, split_posts
+from publisher.site.posts import Post, parse_post, read_body, split_posts
 from publisher.sources import find_post_files
 
 from .conftest import SEED

@@ -13,7 +13,7 @@ from publisher.backends import MemoryBackend
 from publisher.build import build, load_site
 from publisher.config import Config
 from publisher.digest.send import preview_digest, send_digest
-from publisher.posts import PostSet
+from publisher.site.posts import PostSet
 from publisher.site_reader import SiteReader
 from publisher.store import Store
 from publisher.web.categories import REFRESH, SiteCategories

@@ -14,8 +14,8 @@ import pytest
 from publisher.config import Config
 from publisher.digest.message import POLICY
 from publisher.errors import TemporarySendError
+from publisher.site.templating import environment
 from publisher.store import Store, Subscriber
-from publisher.templating import environment
 from publisher.tokens import verify_token
 from publisher.web.confirmation import confirmation_message
 from publisher.web.subscriptions import Jobs, Step, Subscriptions, plan_request

@@ -55,10 +55,10 @@ from publisher.digest.select import Selection
 from publisher.digest.slots import SLOT_NAMES, SlotUse, analyse
 from publisher.errors import ConfigError
 from publisher.feeds import post_url
-from publisher.markup import cut_text, render
 from publisher.names import clean_name
-from publisher.posts import Post, read_body
-from publisher.templating import environment, template_error
+from publisher.site.markup import cut_text, render
+from publisher.site.posts import Post, read_body
+from publisher.site.templating import environment, template_error
 from publisher.tokens import make_token
 
 __all__ = [

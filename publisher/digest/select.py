@@ -2,7 +2,7 @@
 
 A subscriber gets the published posts in the categories they follow (none
 followed means all) that no earlier digest sent them. A post is known by its
-:attr:`~publisher.posts.Post.id`, which survives edits, so an edited or
+:attr:`~publisher.site.posts.Post.id`, which survives edits, so an edited or
 future-dated post still reaches each subscriber once.
 
 The archive is never dumped on a newcomer: posts dated more than
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from publisher.posts import Post
+from publisher.site.posts import Post
 
 __all__ = [
     "Group",

@@ -54,7 +54,7 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
-from publisher.posts import Post
+from publisher.site.posts import Post
 from publisher.site_reader import SiteReader
 from publisher.store import LedgerRow, Store, Subscriber
 from publisher.tokens import load_secret

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from publisher.config import Config
 from publisher.output import atomic_write, safe_join
-from publisher.urls import url_join
+from publisher.site.urls import url_join
 
 __all__ = ["web_copy_path", "web_copy_url", "write_web_copy"]
 

@@ -40,8 +40,8 @@ from publisher.backends import make_backend
 from publisher.config import Config
 from publisher.errors import TokenError
 from publisher.names import name_problem
+from publisher.site.templating import environment
 from publisher.store import Store, clean_categories, email_problem, normalize_email
-from publisher.templating import environment
 from publisher.tokens import make_token, verify_token
 from publisher.web import preview
 from publisher.web.categories import SiteCategories

@@ -19,10 +19,10 @@ from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
-from publisher.dates import parse_date
 from publisher.errors import PostError
-from publisher.matter import MatterError, load_matter, split_matter
-from publisher.urls import expand_permalink, slugify
+from publisher.site.dates import parse_date
+from publisher.site.matter import MatterError, load_matter, split_matter
+from publisher.site.urls import expand_permalink, slugify
 
 __all__ = [
     "MAX_POST_BYTES",

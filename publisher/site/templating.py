@@ -15,7 +15,7 @@ from publisher.errors import ConfigError
 
 __all__ = ["environment", "template_error"]
 
-_BUILTIN = Path(__file__).parent / "templates"
+_BUILTIN = Path(__file__).parent.parent / "templates"
 
 
 def environment(user_folder: Path | None = None) -> jinja2.Environment:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import nh3
 
-from publisher.posts import remove_xml_illegal
+from publisher.site.posts import remove_xml_illegal
 
 if TYPE_CHECKING:
     import markdown
