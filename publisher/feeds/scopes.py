@@ -1,0 +1,95 @@
+"""Which feeds exist and which posts each holds: the site, each category, each tag.
+
+Pure: a list of published posts in, :class:`Scope` values out; no file or
+network I/O. The documents themselves are made by :mod:`publisher.feeds.documents`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from publisher.config import Config
+from publisher.site.posts import Post
+from publisher.site.urls import assign_slugs, url_join
+
+__all__ = ["FILE_NAMES", "MEDIA_TYPES", "Scope", "plan_scopes", "post_url"]
+
+FILE_NAMES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
+MEDIA_TYPES = {
+    "atom": "application/atom+xml",
+    "rss": "application/rss+xml",
+    "json": "application/feed+json",
+}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """One set of feeds: the whole site, one category or one tag."""
+
+    kind: str  # "site", "category" or "tag"
+    name: str  # the category or tag as written; "" for the site
+    folder: str  # "" or "categories/<slug>/" (not percent-encoded)
+    title: str
+    posts: tuple[Post, ...]  # newest first, at most feeds.max_items
+
+    def path(self, fmt: str) -> str:
+        """The feed file's path relative to the output folder."""
+        return self.folder + FILE_NAMES[fmt]
+
+    def url(self, config: Config, fmt: str) -> str:
+        """The feed's published URL, which is also its self link."""
+        return url_join(config.site.url, "/" + self.path(fmt))
+
+    def home(self, config: Config) -> str:
+        """The page a reader opens from this feed."""
+        return url_join(config.site.url, "/")
+
+
+def post_url(config: Config, post: Post) -> str:
+    """A post's absolute, percent-encoded URL."""
+    return url_join(config.site.url, post.permalink)
+
+
+def _group(
+    posts: Iterable[Post], names_of: Callable[[Post], Iterable[str]], limit: int
+) -> dict[str, list[Post]]:
+    groups: dict[str, list[Post]] = {}
+    for post in posts:
+        for name in names_of(post):
+            items = groups.setdefault(name, [])
+            if len(items) < limit:
+                items.append(post)
+    return groups
+
+
+def plan_scopes(config: Config, published: list[Post]) -> list[Scope]:
+    """Decide which feeds exist and which posts each one holds.
+
+    ``published`` must be sorted newest first. Names whose slugs collide get
+    distinct folders (see :func:`~publisher.site.urls.assign_slugs`).
+    """
+    limit = config.feeds.max_items
+    site = config.site
+    scopes = [Scope("site", "", "", site.title, tuple(published[:limit]))]
+    kinds: list[tuple[str, str, Callable[[Post], Iterable[str]], Mapping[str, str], str]] = []
+    if config.feeds.per_category:
+        kinds.append(
+            ("category", "categories", lambda p: p.categories, config.feeds.category_slugs, "")
+        )
+    if config.feeds.per_tag:
+        kinds.append(("tag", "tags", lambda p: p.tags, config.feeds.tag_slugs, "#"))
+    for kind, folder, names_of, overrides, mark in kinds:
+        groups = _group(published, names_of, limit)
+        slugs = assign_slugs(groups, overrides)
+        for name in sorted(groups):
+            scopes.append(
+                Scope(
+                    kind,
+                    name,
+                    f"{folder}/{slugs[name]}/",
+                    f"{site.title} – {mark}{name}",
+                    tuple(groups[name]),
+                )
+            )
+    return scopes
