@@ -51,7 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from publisher.backends import SmtpBackend, make_backend  # noqa: E402
-from publisher.build import load_site  # noqa: E402
+from publisher.build.pipeline import load_site  # noqa: E402
 from publisher.config import Config, load_config  # noqa: E402
 from publisher.digest.message import MessageBuilder, make_message_id  # noqa: E402
 from publisher.digest.period import Period, period_at  # noqa: E402

@@ -144,7 +144,7 @@ def _report_build(result: Any, verb: str) -> None:
 @click.pass_obj
 def build(state: State, no_cache: bool) -> None:
     """Write every feed under the output folder. Exit 1 if any post was rejected."""
-    from publisher.build import build as run_build
+    from publisher.build.pipeline import build as run_build
     from publisher.status import record_build, record_failed_build
 
     config, now = state.config, state.clock()
@@ -166,7 +166,7 @@ def build(state: State, no_cache: bool) -> None:
 @click.pass_obj
 def check(state: State) -> None:
     """Read and validate the config and every post; write nothing."""
-    from publisher.build import build as run_build
+    from publisher.build.pipeline import build as run_build
 
     _without_cycle_collection()
     result = run_build(state.config, now=state.clock(), use_cache=False, write=False)

@@ -40,8 +40,8 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped]
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from publisher.build import BuildResult, build
-from publisher.cache import BuildCache
+from publisher.build.cache import BuildCache
+from publisher.build.pipeline import BuildResult, build
 from publisher.config import Config, load_config
 from publisher.digest.catchup import Decision, catch_up_decision, lateness
 from publisher.errors import ConfigError, LockError, PublisherError

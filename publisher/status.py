@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from publisher.build.output import atomic_write
 from publisher.config import Config
-from publisher.output import atomic_write
 
 if TYPE_CHECKING:
-    from publisher.build import BuildResult
+    from publisher.build.pipeline import BuildResult
     from publisher.store import DigestRun
 
 __all__ = [

@@ -12,8 +12,8 @@ import feedparser
 import pytest
 from lxml import etree
 
-from publisher.build import build, settings_key
-from publisher.cache import BuildCache
+from publisher.build.cache import BuildCache
+from publisher.build.pipeline import build, settings_key
 from publisher.errors import PublisherError
 
 from .conftest import REPO, Site

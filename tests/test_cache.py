@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from publisher.build import build, settings_key
-from publisher.cache import BuildCache
+from publisher.build.cache import BuildCache
+from publisher.build.pipeline import build, settings_key
 from publisher.config import Config
 
 from .conftest import Site

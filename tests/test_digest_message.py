@@ -15,7 +15,7 @@ import pytest
 from markupsafe import escape
 
 from publisher.backends.prepared import PreparedMessage
-from publisher.build import load_site
+from publisher.build.pipeline import load_site
 from publisher.config import Config
 from publisher.digest.message import (
     POLICY,

@@ -10,7 +10,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from publisher.build import load_site
+from publisher.build.pipeline import load_site
 from publisher.config import Config
 from publisher.digest.period import Period, period_at
 from publisher.digest.render import (

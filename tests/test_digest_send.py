@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.backends import MemoryBackend
-from publisher.build import load_site
+from publisher.build.pipeline import load_site
 from publisher.config import Config
 from publisher.digest.period import period_at
 from publisher.digest.send import SendReport, plan_selections, send_digest

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from publisher.build.output import OutputWriter, atomic_write, safe_join
 from publisher.errors import OutputError
-from publisher.output import OutputWriter, atomic_write, safe_join
 from publisher.site.urls import assign_slugs, expand_permalink, slugify, url_join
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from publisher.build import build
+from publisher.build.pipeline import build
+from publisher.build.workers import map_chunks
 from publisher.errors import ConfigError
-from publisher.parallel import map_chunks
 
 from .conftest import Site
 

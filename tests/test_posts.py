@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from publisher.build.sources import find_post_files
 from publisher.errors import PostError
 from publisher.site.posts import Post, parse_post, read_body, split_posts
-from publisher.sources import find_post_files
 
 from .conftest import SEED
 

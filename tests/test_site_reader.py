@@ -10,11 +10,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from publisher.backends import MemoryBackend
-from publisher.build import build, load_site
+from publisher.build.pipeline import build, load_site
+from publisher.build.reader import SiteReader
 from publisher.config import Config
 from publisher.digest.send import preview_digest, send_digest
 from publisher.site.posts import PostSet
-from publisher.site_reader import SiteReader
 from publisher.store import Store
 from publisher.web.categories import REFRESH, SiteCategories
 from tests.conftest import Site

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import TracebackType
 
 from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
+from publisher.build.output import atomic_write
 from publisher.errors import TemporarySendError
-from publisher.output import atomic_write
 
 __all__ = ["OutboxBackend"]
 

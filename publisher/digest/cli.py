@@ -92,8 +92,8 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
     Without --subscriber, shows the digest of a new subscriber who follows every
     category. Links carry a fake token, so no secret is needed.
     """
+    from publisher.build.output import atomic_write
     from publisher.digest.send import preview_digest
-    from publisher.output import atomic_write
     from publisher.store import Store
 
     config = state.config

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from publisher.backends.base import Backend, Message
+from publisher.build.reader import SiteReader
 from publisher.config import Config
 from publisher.digest.message import MessageBuilder, check_header, make_message_id
 from publisher.digest.period import Period, next_due, period_at, period_key
@@ -55,7 +56,6 @@ from publisher.errors import (
     UncertainSendError,
 )
 from publisher.site.posts import Post
-from publisher.site_reader import SiteReader
 from publisher.store import LedgerRow, Store, Subscriber
 from publisher.tokens import load_secret
 

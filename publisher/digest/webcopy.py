@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from publisher.build.output import atomic_write, safe_join
 from publisher.config import Config
-from publisher.output import atomic_write, safe_join
 from publisher.site.urls import url_join
 
 __all__ = ["web_copy_path", "web_copy_url", "write_web_copy"]

@@ -1,7 +1,7 @@
 """The site's categories, as the subscribe and preferences forms offer them.
 
 Read from the published posts (drafts and scheduled posts are not offered)
-through one :class:`~publisher.site_reader.SiteReader`, which starts from the
+through one :class:`~publisher.build.reader.SiteReader`, which starts from the
 build's cache and keeps it in memory: a post file is parsed again only when
 it changed, an unchanged one is not even opened again, and the folder is looked
 at again at most every :data:`REFRESH` seconds, so a busy form costs no disk reads.
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from publisher.build.reader import SiteReader
 from publisher.config import Config
-from publisher.site_reader import SiteReader
 
 __all__ = ["REFRESH", "SiteCategories"]
 

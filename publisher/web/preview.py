@@ -6,7 +6,7 @@ charset, and every file an ETag and a Last-Modified date, so feed readers can
 poll with conditional requests and receive ``304 Not Modified``. A build
 leaves unchanged files alone, so their validators stay the same across builds.
 
-Paths are joined with :func:`publisher.output.safe_join`: nothing outside the
+Paths are joined with :func:`publisher.build.output.safe_join`: nothing outside the
 output folder is reachable, not through ``..`` nor through a symlink, and
 hidden files (a build's temporary files start with a dot) are never served.
 """
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 
+from publisher.build.output import safe_join
 from publisher.errors import OutputError
 from publisher.feeds import FILE_NAMES, MEDIA_TYPES
-from publisher.output import safe_join
 
 __all__ = ["etag_for", "find_file", "is_not_modified", "last_modified", "media_type"]
 

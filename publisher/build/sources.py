@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from publisher.cache import BuildCache, FileEntry, entry_from_tuple, entry_to_tuple
+from publisher.build.cache import BuildCache, FileEntry, entry_from_tuple, entry_to_tuple
+from publisher.build.workers import map_chunks, worker_count
 from publisher.config import Config
 from publisher.errors import PostError
-from publisher.parallel import map_chunks, worker_count
 from publisher.site.posts import MAX_POST_BYTES, Post, content_digest, is_post_file, parse_post
 
 __all__ = ["ReadResult", "find_post_files", "read_edits", "read_posts"]

@@ -3,7 +3,7 @@
 Four things are kept, each keyed so that a stale entry can never be used:
 parsed posts by file stat and content hash, rendered bodies by content hash
 and URL, each output file's input fingerprint, and the last build's plan
-(:mod:`publisher.memo`). A stat is trusted only for a file last modified
+(:mod:`publisher.build.plan`). A stat is trusted only for a file last modified
 well before the build that recorded it, as git does with its index. A
 corrupt or foreign cache is ignored, never trusted; the build then runs cold.
 
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from publisher import __version__
+from publisher.build.plan import Memo, ScopePlan, plan_key
 from publisher.errors import PostError
-from publisher.memo import Memo, ScopePlan, plan_key
 from publisher.site.markup import Rendered
 from publisher.site.posts import Post
 
@@ -130,7 +130,7 @@ class BuildCache:
     kilobytes instead of the whole index. In the base, each file's stat and
     plan key are read at once, while its parsed post sits in one marshalled
     blob that is decoded only when a build needs every post (see
-    :mod:`publisher.memo`). Rendered bodies are large and a warm build needs
+    :mod:`publisher.build.plan`). Rendered bodies are large and a warm build needs
     few of them, so they live in an SQLite file, each read on demand.
     """
 

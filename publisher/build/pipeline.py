@@ -5,8 +5,8 @@ feeds, render only the posts that some feed shows, then write every file.
 Everything is gathered before anything is written, and an unchanged feed is
 neither regenerated nor rewritten. When the edits since the last build moved
 no post, the last plan is reused and only the edited posts are read (see
-:mod:`publisher.memo`); a cold build does its reading, rendering and feed
-making in forked workers (see :mod:`publisher.parallel`).
+:mod:`publisher.build.plan`); a cold build does its reading, rendering and feed
+making in forked workers (see :mod:`publisher.build.workers`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,16 @@ from datetime import UTC, datetime
 from functools import partial
 
 from publisher import __version__
-from publisher.cache import BuildCache
+from publisher.build.cache import BuildCache
+from publisher.build.output import OutputWriter
+from publisher.build.plan import make_memo, reuse
+from publisher.build.sources import find_post_files, read_edits, read_posts
+from publisher.build.workers import Background, map_chunks, worker_count
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, plan_scopes, post_url
-from publisher.memo import make_memo, reuse
-from publisher.output import OutputWriter
-from publisher.parallel import Background, map_chunks, worker_count
 from publisher.site.markup import Rendered, render
 from publisher.site.posts import Post, PostSet, content_digest, read_body, split_posts
-from publisher.sources import find_post_files, read_edits, read_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
 

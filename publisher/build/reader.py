@@ -1,9 +1,9 @@
 """Reading a site's posts without building it: the one way in for the web forms and digests.
 
-A :class:`SiteReader` owns a :class:`~publisher.cache.BuildCache` and reads
+A :class:`SiteReader` owns a :class:`~publisher.build.cache.BuildCache` and reads
 the posts through it the way a build does, so that a post file is parsed
 again only when it changed and, once a read has vouched for a file's stat,
-not even opened again (see ``trusted_before`` in :mod:`publisher.cache`).
+not even opened again (see ``trusted_before`` in :mod:`publisher.build.cache`).
 Code that reads the posts more than once (the subscribe form) keeps one
 reader; a one-shot reader (``publisher digest send``) may start from the
 build's cache on disk, which it reads but never writes: that file belongs
@@ -18,8 +18,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from publisher.build import load_site, settings_key
-from publisher.cache import BuildCache
+from publisher.build.cache import BuildCache
+from publisher.build.pipeline import load_site, settings_key
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.site.posts import PostSet
@@ -28,7 +28,7 @@ __all__ = ["SiteRead", "SiteReader"]
 
 
 class SiteRead(NamedTuple):
-    """One read of the site, shaped as :func:`publisher.build.load_site`'s answer."""
+    """One read of the site, shaped as :func:`publisher.build.pipeline.load_site`'s answer."""
 
     posts: PostSet
     warnings: list[str]
