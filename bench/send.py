@@ -50,14 +50,15 @@ from typing import Any, TypeVar
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from publisher.backends import SmtpBackend, make_backend  # noqa: E402
 from publisher.build.pipeline import load_site  # noqa: E402
 from publisher.config import Config, load_config  # noqa: E402
-from publisher.digest.message import MessageBuilder, make_message_id  # noqa: E402
+from publisher.digest.message import MessageBuilder  # noqa: E402
 from publisher.digest.period import Period, period_at  # noqa: E402
 from publisher.digest.render import DigestRenderer, post_views, recipient_for  # noqa: E402
 from publisher.digest.send import SendReport, plan_selections, send_digest  # noqa: E402
 from publisher.digest.webcopy import web_copy_url  # noqa: E402
+from publisher.mail import SmtpBackend, make_backend  # noqa: E402
+from publisher.mail.headers import make_message_id  # noqa: E402
 from publisher.store import Store  # noqa: E402
 
 TARGET_RENDER = 2000.0

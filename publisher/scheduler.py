@@ -52,8 +52,8 @@ from publisher.status import BuildRecord, build_record, failed_build_record, wri
 from publisher.watch import Batch, Watcher
 
 if TYPE_CHECKING:
-    from publisher.backends.base import Backend
     from publisher.digest.period import Period
+    from publisher.mail.base import Backend
     from publisher.store import Store
 
 __all__ = [
@@ -546,7 +546,7 @@ class Runner:
 
 
 def _make_backend(config: Config) -> Backend:
-    from publisher.backends import make_backend
+    from publisher.mail import make_backend
 
     return make_backend(config)
 

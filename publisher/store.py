@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
 from publisher.errors import StoreError
-from publisher.names import clean_name, name_problem
+from publisher.mail.names import clean_name, name_problem
 
 if TYPE_CHECKING:
     from publisher.config import Config

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import click
 
 from publisher.errors import PublisherError, StoreError
-from publisher.names import clean_name, name_problem
+from publisher.mail.names import clean_name, name_problem
 
 if TYPE_CHECKING:
     from publisher.cli import State

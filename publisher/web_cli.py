@@ -23,9 +23,9 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     Links in emails point at server.base_url (default: site.url); put this
     server behind that address. Runs until Ctrl-C or SIGTERM.
     """
-    from publisher.digest.message import sender
+    from publisher.mail.headers import sender
+    from publisher.mail.tokens import load_secret
     from publisher.store import Store
-    from publisher.tokens import load_secret
     from publisher.web.server import open_socket, serve_forever
 
     config = state.config

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from publisher.backends import Backend, MemoryBackend, OutboxBackend, SmtpBackend, make_backend
-from publisher.backends.base import wire_bytes
-from publisher.backends.prepared import PreparedMessage
 from publisher.errors import (
     ConfigError,
     PermanentSendError,
     TemporarySendError,
     UncertainSendError,
 )
+from publisher.mail import Backend, MemoryBackend, OutboxBackend, SmtpBackend, make_backend
+from publisher.mail.base import wire_bytes
+from publisher.mail.prepared import PreparedMessage
 from tests.conftest import Site
 
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from publisher.backends import SmtpBackend, make_backend
-from publisher.backends.prepared import PreparedMessage
 from publisher.config import SmtpConfig
 from publisher.errors import (
     PermanentSendError,
@@ -22,6 +20,8 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
+from publisher.mail import SmtpBackend, make_backend
+from publisher.mail.prepared import PreparedMessage
 from tests.conftest import Site
 from tests.smtp_server import SmtpServer, free_port, make_certificate
 

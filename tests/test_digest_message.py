@@ -14,17 +14,9 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from publisher.backends.prepared import PreparedMessage
 from publisher.build.pipeline import load_site
 from publisher.config import Config
-from publisher.digest.message import (
-    POLICY,
-    MessageBuilder,
-    address_header,
-    build_message,
-    list_id,
-    make_message_id,
-)
+from publisher.digest.message import MessageBuilder, build_message
 from publisher.digest.period import period_at
 from publisher.digest.render import (
     DigestRenderer,
@@ -37,7 +29,9 @@ from publisher.digest.render import (
 from publisher.digest.select import group_posts
 from publisher.digest.wrap import longest_line
 from publisher.errors import ConfigError, PermanentSendError
-from publisher.tokens import verify_token
+from publisher.mail.headers import POLICY, address_header, list_id, make_message_id
+from publisher.mail.prepared import PreparedMessage
+from publisher.mail.tokens import verify_token
 from tests.conftest import Site
 
 NOW = datetime(2026, 11, 23, 0, 0, 5, tzinfo=UTC)

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from publisher.backends import MemoryBackend
 from publisher.build.pipeline import load_site
 from publisher.config import Config
 from publisher.digest.period import period_at
@@ -21,6 +20,7 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
+from publisher.mail import MemoryBackend
 from publisher.store import Store, Subscriber
 from tests.conftest import Site
 

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from publisher.backends import SmtpBackend
 from publisher.config import Config
 from publisher.digest.send import SendReport, send_digest
+from publisher.mail import SmtpBackend
 from publisher.store import Store
 from tests.conftest import Site
 from tests.smtp_server import SmtpServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from publisher.names import MAX_NAME, clean_name, name_problem
+from publisher.mail.names import MAX_NAME, clean_name, name_problem
 
 
 @pytest.mark.parametrize(

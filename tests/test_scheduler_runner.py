@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 import feedparser
 import pytest
 
-from publisher.backends import Backend, MemoryBackend
 from publisher.config import Config
 from publisher.errors import TemporarySendError
 from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+from publisher.mail import Backend, MemoryBackend
 from publisher.runlog import LOGGER_NAME, setup_logging
 from publisher.scheduler import Runner
 from publisher.status import read_status

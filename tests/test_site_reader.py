@@ -9,11 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from publisher.backends import MemoryBackend
 from publisher.build.pipeline import build, load_site
 from publisher.build.reader import SiteReader
 from publisher.config import Config
 from publisher.digest.send import preview_digest, send_digest
+from publisher.mail import MemoryBackend
 from publisher.site.posts import PostSet
 from publisher.store import Store
 from publisher.web.categories import REFRESH, SiteCategories

@@ -9,7 +9,7 @@ import pytest
 
 from publisher.config import parse_config
 from publisher.errors import ConfigError, TokenError
-from publisher.tokens import PURPOSES, load_secret, make_token, verify_token
+from publisher.mail.tokens import PURPOSES, load_secret, make_token, verify_token
 
 SECRET = b"correct horse battery staple"
 

@@ -18,8 +18,8 @@ import httpx
 import lxml.html
 import pytest
 
+from publisher.mail.tokens import make_token
 from publisher.store import Store, Subscriber
-from publisher.tokens import make_token
 from tests.conftest import Site, run_publisher
 from tests.smtp_server import SmtpServer
 from tests.web_server import ServeProcess, wait_for_files

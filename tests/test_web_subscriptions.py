@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.config import Config
-from publisher.digest.message import POLICY
 from publisher.errors import TemporarySendError
+from publisher.mail.headers import POLICY
+from publisher.mail.tokens import verify_token
 from publisher.site.templating import environment
 from publisher.store import Store, Subscriber
-from publisher.tokens import verify_token
 from publisher.web.confirmation import confirmation_message
 from publisher.web.subscriptions import Jobs, Step, Subscriptions, plan_request
 from tests.conftest import Site

@@ -166,9 +166,9 @@ def _send(
     state: State, store: Store, period: Period, *, dry_run: bool = False, late_ok: bool = False
 ) -> SendReport:
     """Send (or, dry, only build) the digest of ``period``; the caller holds the lock."""
-    from publisher.backends import make_backend
     from publisher.digest.send import send_digest
-    from publisher.tokens import load_secret
+    from publisher.mail import make_backend
+    from publisher.mail.tokens import load_secret
 
     config = state.config
     now = state.clock()

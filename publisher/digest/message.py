@@ -10,7 +10,7 @@ spends its time on: HTML lines are refilled up to about 800 octets (never past
 998), joined and broken only where that changes nothing a reader sees (see
 :mod:`publisher.digest.wrap`). Any other
 server gets the same message in base64 (see
-:class:`~publisher.backends.prepared.PreparedMessage`). A part that cannot be
+:class:`~publisher.mail.prepared.PreparedMessage`). A part that cannot be
 8bit goes in base64 either way.
 
 Building an ``EmailMessage`` and flattening it costs a millisecond a message,
@@ -20,145 +20,48 @@ made ready once (line ends, wrapping, UTF-8) with holes for the reader's
 name, address and links; a message is then the reader's headers and a join.
 
 Nothing from a post or the config can add a header: every header value is
-checked for CR and LF before it is set, and refused with a message that names
-the header.
+checked for CR and LF before it is set (see :mod:`publisher.mail.headers`).
 
 Mailbox providers want bulk mail to say which list it is and how to leave it
 in one click: ``List-ID``, ``List-Unsubscribe`` (https, plus mailto when
 ``digest.unsubscribe_mailto`` is set) and ``List-Unsubscribe-Post`` (RFC 8058).
-The ``Message-ID`` is derived from (digest, subscriber), so a message resent
-after an operator's decision is recognisably the same message.
 """
 
 from __future__ import annotations
 
 import base64
 import email
-import hashlib
 import re
 import secrets
 import threading
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from functools import lru_cache
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
-from publisher.backends.prepared import PreparedMessage
 from publisher.config import Config
 from publisher.digest.render import DigestTemplate, Filling, Recipient, RenderedDigest
 from publisher.digest.wrap import LIMIT, longest_line, reflow_html
-from publisher.errors import ConfigError, PermanentSendError
-from publisher.names import clean_name
+from publisher.mail.headers import (
+    POLICY,
+    address_header,
+    ascii_url,
+    check_header,
+    config_address,
+    folded,
+    list_id,
+    sender,
+)
+from publisher.mail.prepared import PreparedMessage
 
-__all__ = [
-    "POLICY",
-    "MessageBuilder",
-    "address_header",
-    "build_message",
-    "check_header",
-    "list_id",
-    "mail_host",
-    "make_message_id",
-    "sender",
-]
-
-# CRLF line ends as SMTP wants them; headers are folded here, set raw and kept
-# as folded. (Used to fold headers and to read a message back.)
-POLICY = policy.SMTP.clone(cte_type="7bit", refold_source="none")
-
-
-def check_header(name: str, value: str) -> str:
-    """Return ``value`` if it is safe as the value of header ``name``; refuse CR and LF."""
-    if "\r" in value or "\n" in value:
-        shown = value.replace("\r", "\\r").replace("\n", "\\n")
-        if len(shown) > 60:
-            shown = shown[:57] + "..."
-        raise PermanentSendError(
-            f"{name}: refusing a header value with a line break (CR or LF): {shown!r}"
-        )
-    return value
-
-
-def mail_host(config: Config) -> str:
-    """The site's host name in ASCII (IDNA), for Message-IDs and List-IDs."""
-    host = urlsplit(config.site.url).hostname or "localhost"
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return "localhost"
-
-
-def make_message_id(config: Config, digest: str, subscriber_id: int) -> str:
-    """A Message-ID that is the same every time for (site, digest, subscriber)."""
-    seed = f"{config.site.url}\x00{digest}\x00{subscriber_id}".encode()
-    unique = hashlib.blake2b(seed, digest_size=12).hexdigest()
-    safe_digest = "".join(c if c.isalnum() or c in "-." else "-" for c in digest)
-    return f"<digest.{safe_digest}.{unique}@{mail_host(config)}>"
-
-
-def _phrase(text: str) -> str:
-    """``text`` as an RFC 5322 display phrase, quoted when it holds specials."""
-    if any(c in text for c in '()<>[]:;@\\,."'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return text
-
-
-def list_id(config: Config) -> str:
-    """``digest.list_id``, or "<site title> <digest.host>"."""
-    configured = config.digest.list_id.strip()
-    if configured:
-        return configured if "<" in configured else f"<{configured.strip('<>')}>"
-    return f"{_phrase(config.site.title)} <digest.{mail_host(config)}>"
-
-
-def _address(key: str, value: str, config: Config) -> str:
-    """Check a From/Reply-To value from the config: one address, no line breaks."""
-    check_header(key, value)
-    header = POLICY.header_factory("From", value)
-    addresses: tuple[Address, ...] = tuple(getattr(header, "addresses", ()))
-    if len(addresses) != 1 or "@" not in addresses[0].addr_spec or header.defects:
-        raise ConfigError(
-            [f"{key}: must be one email address such as 'Site <news@example.com>', got {value!r}"],
-            str(config.source or "config.yaml"),
-        )
-    return value
-
-
-def sender(config: Config) -> str:
-    """The From address; ConfigError when none is configured."""
-    if not config.digest.sender:
-        raise ConfigError(
-            ["digest.from: is required to send digests (or set site.email)"],
-            str(config.source or "config.yaml"),
-        )
-    return _address("digest.from", config.digest.sender, config)
-
-
-_PLAIN_URL = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
-
-
-def _ascii_url(url: str) -> str:
-    """``url`` with an IDNA host and a percent-encoded path, as a header may carry it."""
-    if _PLAIN_URL.fullmatch(url):
-        return url  # already ASCII and safe, as the links of an ASCII site are
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        ascii_host = host.encode("idna").decode("ascii")
-    except UnicodeError:
-        ascii_host = quote(host)
-    netloc = parts.netloc.replace(host, ascii_host) if host else parts.netloc
-    path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
-    return parts._replace(netloc=netloc, path=path).geturl()
+__all__ = ["MessageBuilder", "build_message"]
 
 
 def _unsubscribe_links(config: Config, recipient: Recipient) -> list[str]:
-    links = [f"<{_ascii_url(recipient.unsubscribe_url)}>"]
+    links = [f"<{ascii_url(recipient.unsubscribe_url)}>"]
     mailto = config.digest.unsubscribe_mailto.strip()
     if mailto:
         check_header("List-Unsubscribe", mailto)
@@ -166,83 +69,6 @@ def _unsubscribe_links(config: Config, recipient: Recipient) -> list[str]:
         subject = quote(f"unsubscribe {recipient.unsubscribe_token}")
         links.append(f"<mailto:{address}?subject={subject}>")
     return [check_header("List-Unsubscribe", link) for link in links]
-
-
-def _fold(name: str, value: str) -> str:
-    """``value`` folded and RFC 2047-encoded as header ``name`` carries it: what follows
-    ``name:``, starting with a space, or with a fold when the first word is long."""
-    line: str = POLICY.header_factory(name, value).fold(policy=POLICY)
-    return line[len(name) + 1 : -len(POLICY.linesep)]
-
-
-# The header registry parses and folds a value in about a tenth of a millisecond;
-# From, Reply-To, List-ID and usually the Subject are the same for a whole run.
-_folded = lru_cache(maxsize=1024)(_fold)
-
-# A display name that needs neither quotes nor encoding: atoms and single spaces.
-_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-# Octets per RFC 2047 word: base64 makes 60 characters of them, 72 with "=?utf-8?b?" and
-# "?=", so "To: " and one word stay within 78 characters.
-_WORD_OCTETS = 45
-
-
-def _encoded_words(text: str) -> list[str]:
-    """``text`` as RFC 2047 "B" encoded words, never splitting a character between two."""
-    chunks: list[bytes] = []
-    current = b""
-    for char in text:
-        octets = char.encode("utf-8")
-        if current and len(current) + len(octets) > _WORD_OCTETS:
-            chunks.append(current)
-            current = b""
-        current += octets
-    chunks.append(current)
-    return ["=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=" for chunk in chunks]
-
-
-def address_header(name: str, address: str) -> str:
-    """A To header for ``name <address>``, folded, as it follows ``To:``.
-
-    Written here rather than by the mail library, which is ten times slower
-    and unsafe with hostile names: it decodes encoded words while it parses,
-    and drops a display name's quotes when it folds a long one, so that
-    ``"Hi Bcc: x@example.com"`` becomes a group holding another address.
-
-    The name is cleaned first (:func:`~publisher.names.clean_name`: no control
-    characters, encoded words decoded). Plain words go as they are, ASCII
-    with specials as quoted strings, and anything else (non-ASCII, or still
-    reading like an encoded word) as RFC 2047 encoded words, so that a mail
-    program shows the name as typed. Raises
-    :class:`PermanentSendError` for an address that cannot be a header's.
-    """
-    name = clean_name(name)
-    check_header("To", address)
-    if not address.isascii() or address.count("@") != 1 or any(c in address for c in " <>,;"):
-        raise PermanentSendError(f"To: {address!r} is not an address a header can carry")
-    if not name:
-        words = []
-    elif name.isascii() and "=?" not in name and len(name) <= 60:
-        words = [name if _ATOMS.fullmatch(name) else _quoted(name)]
-    elif name.isascii() and "=?" not in name and max(map(len, name.split(" "))) <= 900:
-        # A long name as a phrase of words, each an atom or quoted, folded between them
-        # (a very long word gets a line of its own: within 998 octets, as RFC 5322 allows).
-        words = [w if _ATOMS.fullmatch(w) else _quoted(w) for w in name.split(" ")]
-    else:
-        words = _encoded_words(name)
-    lines: list[str] = []
-    line = "To:"
-    for word in [*words, f"<{address}>" if words else address]:
-        if len(line) + 1 + len(word) > 78 and line != "To:":
-            lines.append(line)
-            line = ""
-        line += " " + word
-    lines.append(line)
-    return "\r\n".join(lines)[len("To:") :]
-
-
-def _quoted(text: str) -> str:
-    """``text`` as an RFC 5322 quoted string."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --- bodies -------------------------------------------------------------------------------
@@ -378,15 +204,15 @@ class MessageBuilder:
     def __init__(self, config: Config) -> None:
         self.config = config
         from_value = sender(config)
-        self._from = _folded("From", from_value)
+        self._from = folded("From", from_value)
         addresses: tuple[Address, ...] = POLICY.header_factory("From", from_value).addresses
         self.envelope_sender = addresses[0].addr_spec  # sender() made sure there is one
         constant = [f"From:{self._from}\r\n"]
         if config.digest.reply_to:
-            reply_to = _address("digest.reply_to", config.digest.reply_to, config)
-            constant.append(f"Reply-To:{_folded('Reply-To', reply_to)}\r\n")
+            reply_to = config_address("digest.reply_to", config.digest.reply_to, config)
+            constant.append(f"Reply-To:{folded('Reply-To', reply_to)}\r\n")
         self._before_to = "".join(constant)
-        self._list_id = _folded("List-ID", check_header("List-ID", list_id(config)))
+        self._list_id = folded("List-ID", check_header("List-ID", list_id(config)))
         if config.digest.unsubscribe_mailto.strip():
             check_header("List-Unsubscribe", config.digest.unsubscribe_mailto.strip())
         self._boundary = "=_" + secrets.token_hex(16)
@@ -448,7 +274,7 @@ class MessageBuilder:
         head = (
             f"{self._before_to}"
             f"To:{to}\r\n"
-            f"Subject:{_folded('Subject', subject)}\r\n"
+            f"Subject:{folded('Subject', subject)}\r\n"
             f"Date: {format_datetime(now.astimezone(config.site.timezone))}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-ID:{self._list_id}\r\n"

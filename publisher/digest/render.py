@@ -55,11 +55,11 @@ from publisher.digest.select import Selection
 from publisher.digest.slots import SLOT_NAMES, SlotUse, analyse
 from publisher.errors import ConfigError
 from publisher.feeds import post_url
-from publisher.names import clean_name
+from publisher.mail.names import clean_name
+from publisher.mail.tokens import make_token
 from publisher.site.markup import cut_text, render
 from publisher.site.posts import Post, read_body
 from publisher.site.templating import environment, template_error
-from publisher.tokens import make_token
 
 __all__ = [
     "HTML_TEMPLATE",

@@ -39,10 +39,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from publisher.backends.base import Backend, Message
 from publisher.build.reader import SiteReader
 from publisher.config import Config
-from publisher.digest.message import MessageBuilder, check_header, make_message_id
+from publisher.digest.message import MessageBuilder
 from publisher.digest.period import Period, next_due, period_at, period_key
 from publisher.digest.render import DigestRenderer, RenderedDigest, post_views, recipient_for
 from publisher.digest.select import Selection, first_digest_floor, group_posts, select
@@ -55,9 +54,11 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
+from publisher.mail.base import Backend, Message
+from publisher.mail.headers import check_header, make_message_id
+from publisher.mail.tokens import load_secret
 from publisher.site.posts import Post
 from publisher.store import LedgerRow, Store, Subscriber
-from publisher.tokens import load_secret
 
 __all__ = ["Preview", "SendReport", "plan_selections", "preview_digest", "send_digest"]
 

@@ -36,13 +36,13 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from publisher.backends import make_backend
 from publisher.config import Config
 from publisher.errors import TokenError
-from publisher.names import name_problem
+from publisher.mail import make_backend
+from publisher.mail.names import name_problem
+from publisher.mail.tokens import make_token, verify_token
 from publisher.site.templating import environment
 from publisher.store import Store, clean_categories, email_problem, normalize_email
-from publisher.tokens import make_token, verify_token
 from publisher.web import preview
 from publisher.web.categories import SiteCategories
 from publisher.web.csrf import check_csrf, cross_site_problem, make_csrf, origin_of
@@ -501,7 +501,7 @@ def create_app(
 ) -> Starlette:
     """The ASGI app for ``config``.
 
-    ``secret`` signs links and form tokens (see :func:`publisher.tokens.load_secret`);
+    ``secret`` signs links and form tokens (see :func:`publisher.mail.tokens.load_secret`);
     ``clock`` gives the time (default: now, in UTC); without ``store`` the app
     opens ``store.url`` when it starts and closes it when it stops; without
     ``send`` confirmations go through ``make_backend(config)``.

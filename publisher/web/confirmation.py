@@ -14,7 +14,7 @@ from email.utils import format_datetime, make_msgid
 import jinja2
 
 from publisher.config import Config
-from publisher.digest.message import POLICY, address_header, check_header, mail_host, sender
+from publisher.mail.headers import POLICY, address_header, check_header, mail_host, sender
 from publisher.web.labels import labels_for
 
 __all__ = ["HTML_TEMPLATE", "TEXT_TEMPLATE", "confirmation_message"]

@@ -154,7 +154,7 @@ def serve_in_thread(
     Logs go to the ``uvicorn.*`` and ``publisher.web`` loggers, unconfigured:
     the calling program decides where they are written.
     """
-    from publisher.tokens import load_secret
+    from publisher.mail.tokens import load_secret
 
     key = secret if secret is not None else load_secret(config)
     sock = open_socket(host or config.server.host, config.server.port if port is None else port)

@@ -23,8 +23,8 @@ import jinja2
 
 from publisher.config import Config
 from publisher.errors import PublisherError, StoreError
+from publisher.mail.tokens import make_token
 from publisher.store import Store, Subscriber
-from publisher.tokens import make_token
 from publisher.web.confirmation import confirmation_message
 
 __all__ = ["LOGGER_NAME", "Jobs", "Step", "Subscriptions", "plan_request"]

@@ -1,18 +1,21 @@
-"""Ways of sending a message: outbox (files), smtp (a server), memory (tests).
+"""Mail: the message's headers and the backends that hand messages over.
 
-Pick one with :func:`make_backend`; every one implements
-:class:`~publisher.backends.base.Backend`.
+Backends: outbox (files), smtp (a server), memory (tests); pick one with
+:func:`make_backend`; every one implements :class:`~publisher.mail.base.Backend`.
+:mod:`.headers` makes header values safe (shared by digests and confirmation
+emails), :mod:`.names` cleans people's display names, :mod:`.tokens` signs the
+links a message carries. Nothing here imports the store, the digest or the web.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from publisher.backends.base import Backend, envelope, wire_bytes
-from publisher.backends.memory import MemoryBackend
-from publisher.backends.outbox import OutboxBackend
-from publisher.backends.smtp import SmtpBackend
 from publisher.errors import ConfigError
+from publisher.mail.base import Backend, envelope, wire_bytes
+from publisher.mail.memory import MemoryBackend
+from publisher.mail.outbox import OutboxBackend
+from publisher.mail.smtp import SmtpBackend
 
 if TYPE_CHECKING:
     from publisher.config import Config

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from types import TracebackType
 
-from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
 from publisher.errors import SendError, UncertainSendError
+from publisher.mail.base import Message, PreparedMessage, envelope, wire_bytes
 
 __all__ = ["MemoryBackend"]
 

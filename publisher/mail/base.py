@@ -34,8 +34,8 @@ from email.utils import getaddresses
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from publisher.backends.prepared import PreparedMessage
 from publisher.errors import PermanentSendError
+from publisher.mail.prepared import PreparedMessage
 
 __all__ = ["Backend", "Message", "PreparedMessage", "envelope", "wire_bytes"]
 

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 from types import TracebackType
 
-from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
 from publisher.build.output import atomic_write
 from publisher.errors import TemporarySendError
+from publisher.mail.base import Message, PreparedMessage, envelope, wire_bytes
 
 __all__ = ["OutboxBackend"]
 

@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 
-from publisher.backends.base import Message, PreparedMessage, envelope, wire_bytes
 from publisher.config import SmtpConfig
 from publisher.errors import (
     PermanentSendError,
@@ -49,6 +48,7 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
+from publisher.mail.base import Message, PreparedMessage, envelope, wire_bytes
 
 __all__ = ["SmtpBackend"]
 
