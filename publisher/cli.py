@@ -145,7 +145,7 @@ def _report_build(result: Any, verb: str) -> None:
 def build(state: State, no_cache: bool) -> None:
     """Write every feed under the output folder. Exit 1 if any post was rejected."""
     from publisher.build.pipeline import build as run_build
-    from publisher.status import record_build, record_failed_build
+    from publisher.schedule.status import record_build, record_failed_build
 
     config, now = state.config, state.clock()
     try:

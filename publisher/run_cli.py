@@ -1,7 +1,7 @@
 """``publisher run`` and ``publisher status``: the long-running process and a look at it.
 
 Only argument handling and printing live here; the jobs are in
-:mod:`publisher.scheduler`, the status lines in :mod:`publisher.status`.
+:mod:`publisher.schedule.runner`, the status lines in :mod:`publisher.schedule.status`.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def run(state: State, json_logs: bool, no_digest: bool) -> None:
     Runs until SIGTERM or Ctrl-C. Only one `publisher run` may use a site's state
     folder at a time; a second one exits with status 2.
     """
-    from publisher.lock import RUN_LOCK, StateLock, lock_path
-    from publisher.runlog import logger, setup_logging
-    from publisher.scheduler import Runner
+    from publisher.schedule.lock import RUN_LOCK, StateLock, lock_path
+    from publisher.schedule.runlog import logger, setup_logging
+    from publisher.schedule.runner import Runner
 
     if state.now is not None:
         raise click.UsageError("publisher run keeps real time; --now cannot be used with it")
@@ -64,8 +64,8 @@ def run(state: State, json_logs: bool, no_digest: bool) -> None:
 @click.pass_obj
 def status(state: State) -> None:
     """Show the next digest, the last build and digest, and the future posts waiting."""
-    from publisher.lock import RUN_LOCK, holder_pid, lock_path
-    from publisher.status import describe, read_status
+    from publisher.schedule.lock import RUN_LOCK, holder_pid, lock_path
+    from publisher.schedule.status import describe, read_status
 
     config = state.config
     now = state.clock()

@@ -137,7 +137,7 @@ def test_resolve_refuses_a_message_that_is_not_uncertain(mail_site: Site) -> Non
 
 
 def test_send_and_resolve_wait_for_a_send_in_progress(mail_site: Site) -> None:
-    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
 
     with StateLock(lock_path(mail_site.config(), DIGEST_LOCK)):
         send = mail_site.run("--now", NOW, "digest", "send", env=SECRET)

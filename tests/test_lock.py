@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from publisher.errors import LockError
-from publisher.lock import StateLock, holder_pid
+from publisher.schedule.lock import StateLock, holder_pid
 
 
 def test_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
                 f"""
                 import sys, time
                 from pathlib import Path
-                from publisher.lock import StateLock
+                from publisher.schedule.lock import StateLock
                 StateLock(Path({str(path)!r})).acquire()
                 print("held", flush=True)
                 time.sleep(60)

@@ -7,7 +7,13 @@ import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from publisher.status import BuildRecord, ScheduledPost, describe, read_status, write_status
+from publisher.schedule.status import (
+    BuildRecord,
+    ScheduledPost,
+    describe,
+    read_status,
+    write_status,
+)
 from publisher.store import DigestRun
 from tests.conftest import Site
 

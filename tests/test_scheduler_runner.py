@@ -21,11 +21,11 @@ import pytest
 
 from publisher.config import Config
 from publisher.errors import TemporarySendError
-from publisher.lock import DIGEST_LOCK, StateLock, lock_path
 from publisher.mail import Backend, MemoryBackend
-from publisher.runlog import LOGGER_NAME, setup_logging
-from publisher.scheduler import Runner
-from publisher.status import read_status
+from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
+from publisher.schedule.runlog import LOGGER_NAME, setup_logging
+from publisher.schedule.runner import Runner
+from publisher.schedule.status import read_status
 from publisher.store import Store
 from tests.conftest import Site
 

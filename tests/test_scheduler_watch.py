@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from publisher.config import Config
-from publisher.runlog import logger
-from publisher.watch import Batch, Watcher, change_kind, summarise, watch_targets
+from publisher.schedule.runlog import logger
+from publisher.schedule.watch import Batch, Watcher, change_kind, summarise, watch_targets
 from tests.conftest import Site
 
 

@@ -134,8 +134,8 @@ def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
     `publisher run` would (a systemd timer with Persistent=true runs late after
     downtime); --late-ok sends it, once. Exit 1 if any message failed or is uncertain.
     """
-    from publisher.digest.catchup import catch_up_decision
-    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.schedule.catchup import catch_up_decision
+    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
 
     config = state.config
@@ -205,7 +205,7 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
     EMAIL only, if given) back to pending and sends them, as `digest send
     --period KEY` would. Exit 1 if any message failed or is uncertain.
     """
-    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
 
     config = state.config
@@ -285,7 +285,7 @@ def status(state: State, key: str | None) -> None:
 @click.pass_obj
 def resolve(state: State, email: str, key: str | None, sent: bool | None) -> None:
     """Decide about an uncertain message, after checking whether it arrived."""
-    from publisher.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
 
     if sent is None:

@@ -5,7 +5,7 @@ datetimes instead of waiting: :func:`catch_up_decision` (send, resume, skip or
 leave a digest period alone) and :func:`publish_plan` (when the next future
 post falls due). :class:`Runner` is the I/O around them:
 
-* watching (:mod:`publisher.watch`) hands it settled bursts of saves; it
+* watching (:mod:`publisher.schedule.watch`) hands it settled bursts of saves; it
   rebuilds with ``keep_last_good`` and one :class:`BuildCache` kept in memory,
   so a post an edit broke keeps its last good version in the feeds;
 * after every build a date job is planned for the soonest scheduled post;
@@ -43,13 +43,13 @@ from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import
 from publisher.build.cache import BuildCache
 from publisher.build.pipeline import BuildResult, build
 from publisher.config import Config, load_config
-from publisher.digest.catchup import Decision, catch_up_decision, lateness
 from publisher.errors import ConfigError, LockError, PublisherError
-from publisher.lock import DIGEST_LOCK, StateLock, lock_path
-from publisher.runlog import log_job, logger
+from publisher.schedule.catchup import Decision, catch_up_decision, lateness
+from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
+from publisher.schedule.runlog import log_job, logger
+from publisher.schedule.status import BuildRecord, build_record, failed_build_record, write_status
+from publisher.schedule.watch import Batch, Watcher
 from publisher.site.posts import Post
-from publisher.status import BuildRecord, build_record, failed_build_record, write_status
-from publisher.watch import Batch, Watcher
 
 if TYPE_CHECKING:
     from publisher.digest.period import Period
