@@ -1,5 +1,5 @@
 """``python -m publisher``: the same command line as the ``publisher`` script."""
 
-from publisher.cli import main
+from publisher.cli.main import main
 
 main()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import click
 import pytest
 
-from publisher.cli import cli, main
+from publisher.cli.main import cli, main
 
 
 @pytest.fixture

@@ -137,7 +137,7 @@ def test_config_and_posts_are_read_without_libyaml(tmp_path: Path) -> None:
     script = (
         "import sys; sys.modules['yaml._yaml'] = None\n"  # as if libyaml were missing
         "import yaml; assert not yaml.__with_libyaml__ and not hasattr(yaml, 'CSafeLoader')\n"
-        "from publisher.cli import main; main(['build'])\n"
+        "from publisher.cli.main import main; main(['build'])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],

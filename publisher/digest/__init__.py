@@ -8,5 +8,5 @@ The pipeline, one module per step:
 * :mod:`~publisher.digest.message`: the MIME message and its headers;
 * :mod:`~publisher.digest.webcopy`: the "view in browser" page;
 * :mod:`~publisher.digest.send`: the ledger-driven send loop;
-* :mod:`~publisher.digest.cli`: ``publisher digest preview|send|status|resolve``.
+* :mod:`~publisher.cli.digest`: ``publisher digest preview|send|status|resolve``.
 """

@@ -17,7 +17,7 @@ from publisher.config import Config
 from publisher.errors import PublisherError
 
 if TYPE_CHECKING:
-    from publisher.cli import State
+    from publisher.cli.main import State
     from publisher.store import DigestRun
 
 __all__ = ["run", "status"]

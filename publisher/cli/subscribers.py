@@ -33,7 +33,7 @@ from publisher.errors import PublisherError, StoreError
 from publisher.mail.names import clean_name, name_problem
 
 if TYPE_CHECKING:
-    from publisher.cli import State
+    from publisher.cli.main import State
     from publisher.store import Store, Subscriber
 
 __all__ = ["CsvRow", "parse_csv", "subscribers"]
@@ -196,7 +196,7 @@ def _store(state: State) -> Iterator[Store]:
 
 def _reject(message: str) -> None:
     """One line on stderr and exit 1: the command ran, but the input was refused."""
-    from publisher.cli import EXIT_REJECTED, fail
+    from publisher.cli.main import EXIT_REJECTED, fail
 
     fail(message, EXIT_REJECTED)
 
@@ -206,7 +206,7 @@ def _utf8(_ctx: click.Context, param: click.Parameter, value: str | tuple[str, .
 
     Python hands such bytes over as lone surrogates, which no database takes.
     """
-    from publisher.cli import EXIT_UNUSABLE, fail
+    from publisher.cli.main import EXIT_UNUSABLE, fail
 
     for text in (value,) if isinstance(value, str) else value:
         if any("\ud800" <= c <= "\udfff" for c in text):

@@ -18,7 +18,7 @@ import click
 from publisher.errors import PublisherError
 
 if TYPE_CHECKING:
-    from publisher.cli import State
+    from publisher.cli.main import State
     from publisher.config import Config
     from publisher.digest.period import Period
     from publisher.digest.send import SendReport

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from publisher.cli import State
+from publisher.cli.main import State
 
 __all__ = ["serve"]
 
