@@ -12,8 +12,7 @@ import pytest
 from publisher.build.sources import find_post_files
 from publisher.errors import PostError
 from publisher.site.posts import Post, parse_post, read_body, split_posts
-
-from .conftest import SEED
+from tests.conftest import SEED
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PATTERN = "/:categories/:year/:month/:day/:title.html"

@@ -2,7 +2,7 @@
 
 Every test here needs PUBLISHER_TEST_POSTGRES_URL (``bash .ci/postgres`` prints
 one) and is skipped without it; the portable behaviour is tested on both
-backends in tests/test_store.py.
+backends in tests/store/test_store.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 
 from publisher.store import Store
 from tests.cdp import Browser, chromium_path
-from tests.test_web_app import BASE, ENV, NOW, make_site
+from tests.web.test_app import BASE, ENV, NOW, make_site
 from tests.web_server import ServeProcess, wait_for_files
 
 

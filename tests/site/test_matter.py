@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.site.matter import MatterError, load_matter, split_matter
-
-from .conftest import SEED
+from tests.conftest import SEED
 
 KEYS = ["title", "date", "tags", "yes", "null", "on", "a-b", "x_1", "Title", "n"]
 SCALARS = [

@@ -13,8 +13,7 @@ import pytest
 from publisher.build.cache import BuildCache
 from publisher.build.pipeline import build, settings_key
 from publisher.config import Config
-
-from .conftest import Site
+from tests.conftest import Site
 
 
 def feeds_of(site: Site) -> dict[str, bytes]:

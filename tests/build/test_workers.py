@@ -12,8 +12,7 @@ import pytest
 from publisher.build.pipeline import build
 from publisher.build.workers import map_chunks
 from publisher.errors import ConfigError
-
-from .conftest import Site
+from tests.conftest import Site
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers are forked")
 

@@ -15,8 +15,7 @@ from lxml import etree
 from publisher.build.cache import BuildCache
 from publisher.build.pipeline import build, settings_key
 from publisher.errors import PublisherError
-
-from .conftest import REPO, Site
+from tests.conftest import REPO, Site
 
 FEEDS = ("atom.xml", "rss.xml", "feed.json")
 
