@@ -8,31 +8,25 @@ daily and the month (``2026-11``) for a monthly one; any other schedule falls
 back to its local fire time (``2026-11-28T0830``). Editing the schedule within
 the same week, day or month therefore keeps the key.
 
-The schedule is a five-field crontab line read in ``site.timezone`` by
-APScheduler's :class:`CronTrigger`. APScheduler 3 numbers weekdays from Monday
-= 0, unlike cron's Sunday = 0, so numeric weekdays are translated to names
-first: ``0 8 * * 1`` means Monday, as in every crontab. Use
-:func:`schedule_trigger` wherever the schedule is turned into fire times, so
-the scheduler and the digest agree.
+The schedule is a five-field crontab line read in ``site.timezone`` (see
+:mod:`publisher.config.crontab`). Use :func:`schedule_trigger` wherever the
+schedule is turned into fire times, so the scheduler and the digest agree.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
-from functools import lru_cache
-
-from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
+from datetime import datetime, timedelta
+from typing import Any
 
 from publisher.config import Config
+from publisher.config.crontab import cron_trigger, crontab_fields, schedule_problem, weekdays
 from publisher.errors import ConfigError
 
 __all__ = ["Period", "next_due", "period_at", "period_key", "schedule_trigger"]
 
-_CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _SINGLE = re.compile(r"^\d{1,2}$")
-_DAY_ITEM = re.compile(r"^(\*|\d)(?:-(\d))?(?:/(\d+))?$")
 # How far back to look for the latest fire time: short windows first, so a
 # schedule that fires every minute costs a few steps, not a year's worth.
 _LOOKBACKS = (
@@ -54,66 +48,24 @@ class Period:
     due: datetime
 
 
-def _weekdays(field: str) -> set[int] | None:
-    """Cron weekdays (Sunday = 0) named by a numeric field, or None if it uses names."""
-    days: set[int] = set()
-    for item in field.split(","):
-        match = _DAY_ITEM.match(item)
-        if not match:
-            return None
-        first, last, step = match.groups()
-        if first == "*":
-            if last is not None:
-                return None
-            low, high = 0, 6
-        else:
-            low = int(first)
-            high = int(last) if last is not None else (6 if step else low)
-        if low > 7 or high > 7 or low > high:
-            raise ValueError(f"bad weekday range {item!r}")
-        days.update(d % 7 for d in range(low, high + 1, int(step or 1)))
-    return days
-
-
-def _crontab_fields(schedule: str) -> list[str]:
-    fields = schedule.split()
-    if len(fields) != 5:
-        raise ValueError(f"expected 5 fields (minute hour day month weekday), got {len(fields)}")
-    return fields
-
-
-@lru_cache(maxsize=32)
-def _trigger(schedule: str, zone: tzinfo) -> CronTrigger:
-    minute, hour, day, month, weekday = _crontab_fields(schedule)
-    days = _weekdays(weekday)
-    if days is not None and weekday != "*":
-        weekday = "*" if len(days) == 7 else ",".join(_CRON_DAYS[d] for d in sorted(days))
-    return CronTrigger(
-        minute=minute, hour=hour, day=day, month=month, day_of_week=weekday, timezone=zone
-    )
-
-
-def schedule_trigger(config: Config) -> CronTrigger:
-    """The digest schedule as an APScheduler trigger in the site's time zone.
+def schedule_trigger(config: Config) -> Any:
+    """The digest schedule as an APScheduler trigger (a CronTrigger) in the site's time zone.
 
     Raises :class:`ConfigError` naming ``digest.schedule`` when it cannot be read.
     """
-    schedule = config.digest.schedule
-    try:
-        return _trigger(" ".join(schedule.split()), config.site.timezone)
-    except ValueError as exc:
-        raise ConfigError(
-            [f"digest.schedule: {exc}, got {schedule!r} (a crontab line such as '0 8 * * mon')"],
-            str(config.source or "config.yaml"),
-        ) from None
+    schedule, zone = config.digest.schedule, config.site.timezone
+    problem = schedule_problem(schedule, zone)
+    if problem is not None:
+        raise ConfigError([problem], str(config.source or "config.yaml"))
+    return cron_trigger(" ".join(schedule.split()), zone)
 
 
 def _kind(schedule: str) -> str:
     """How often the schedule can fire at most: 'month', 'week', 'day' or 'any'."""
-    minute, hour, day, _month, weekday = _crontab_fields(schedule)
+    minute, hour, day, _month, weekday = crontab_fields(schedule)
     if not (_SINGLE.match(minute) and _SINGLE.match(hour)):
         return "any"
-    days = _weekdays(weekday)
+    days = weekdays(weekday)
     single_day = (days is not None and len(days) == 1) or re.fullmatch(r"[a-zA-Z]{3}", weekday)
     if _SINGLE.match(day) and weekday == "*":
         return "month"

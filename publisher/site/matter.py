@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-from publisher.yamlsafe import SafeLoader
+from publisher.config.yamlsafe import SafeLoader
 
 __all__ = ["MatterError", "load_matter", "split_matter"]
 

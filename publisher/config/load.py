@@ -1,0 +1,203 @@
+"""Reading ``config.yaml`` into a :class:`~publisher.config.model.Config`.
+
+Every problem names its key (``feeds.max_items: must be a positive integer,
+got 'ten'``) and every independent problem is reported in the same run, so a
+user fixes the file once instead of once per error. Paths are relative to the
+folder that holds the config file. Secrets never live here: the config only
+names the environment variables that hold them.
+
+``digest.schedule`` is read here as the digest and the scheduler will read it
+(:mod:`publisher.config.crontab`), so nothing here imports a layer above it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from publisher.config import checks
+from publisher.config.crontab import schedule_problem
+from publisher.config.model import (
+    DEFAULT_PERMALINK,
+    FEED_FORMATS,
+    Config,
+    DigestConfig,
+    FeedsConfig,
+    PathsConfig,
+    ServerConfig,
+    SiteConfig,
+    SmtpConfig,
+    StoreConfig,
+)
+from publisher.config.yamlsafe import SafeLoader
+from publisher.errors import ConfigError
+
+__all__ = ["load_config", "parse_config", "secret_from_env"]
+
+
+def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
+    """Validate a raw mapping (as loaded from YAML) into a :class:`Config`.
+
+    Raises :class:`ConfigError` listing every problem found.
+    """
+    problems: list[str] = []
+    top = checks.Reader(raw, "", problems)
+
+    r = checks.Reader(top.get("site", {}, lambda v: v), "site", problems)
+    site = SiteConfig(
+        title=r.get("title", "", checks.text, required=True),
+        url=r.get("url", "https://example.invalid", checks.url, required=True),
+        description=r.get("description", "", checks.text),
+        language=r.get("language", "en", checks.text),
+        author=r.get("author", "", checks.text),
+        email=r.get("email", "", checks.text),
+        timezone=r.get("timezone", ZoneInfo("UTC"), checks.timezone),
+    )
+    r.finish()
+
+    r = checks.Reader(top.get("paths", {}, lambda v: v), "paths", problems)
+
+    def path(name: str, default: str) -> Path:
+        return (root / r.get(name, default, checks.text)).resolve()
+
+    paths = PathsConfig(
+        root=root.resolve(),
+        posts=path("posts", "posts"),
+        output=path("output", "public"),
+        templates=path("templates", "templates"),
+        outbox=path("outbox", "outbox"),
+        cache=path("cache", ".publisher-cache"),
+        state=path("state", ".publisher"),
+    )
+    r.finish()
+    if (
+        paths.output == paths.root
+        or paths.output in paths.posts.parents
+        or (paths.output == paths.posts)
+    ):
+        problems.append("paths.output: must be a folder of its own, not the site or posts folder")
+
+    r = checks.Reader(top.get("feeds", {}, lambda v: v), "feeds", problems)
+    feeds = FeedsConfig(
+        formats=r.get("formats", FEED_FORMATS, checks.formats),
+        max_items=r.get("max_items", 20, checks.positive_int),
+        content=r.get("content", "full", checks.choice("full", "summary")),
+        per_category=r.get("per_category", True, checks.boolean),
+        per_tag=r.get("per_tag", False, checks.boolean),
+        category_slugs=r.get("category_slugs", {}, checks.slug_map),
+        tag_slugs=r.get("tag_slugs", {}, checks.slug_map),
+        excerpt_length=r.get("excerpt_length", 200, checks.positive_int),
+    )
+    r.finish()
+
+    permalink = top.get("permalink", DEFAULT_PERMALINK, checks.permalink)
+
+    r = checks.Reader(top.get("digest", {}, lambda v: v), "digest", problems)
+    digest = DigestConfig(
+        schedule=r.get("schedule", DigestConfig.schedule, checks.text),
+        first_window=r.get("first_window", DigestConfig.first_window, checks.duration),
+        max_lateness=r.get("max_lateness", DigestConfig.max_lateness, checks.duration),
+        subject=r.get("subject", DigestConfig.subject, checks.text),
+        sender=r.get("from", site.email, checks.text),
+        reply_to=r.get("reply_to", "", checks.text),
+        backend=r.get("backend", "outbox", checks.choice("outbox", "smtp")),
+        list_id=r.get("list_id", "", checks.text),
+        unsubscribe_mailto=r.get("unsubscribe_mailto", "", checks.text),
+    )
+    r.finish()
+
+    r = checks.Reader(top.get("smtp", {}, lambda v: v), "smtp", problems)
+    smtp = SmtpConfig(
+        host=r.get("host", SmtpConfig.host, checks.text),
+        port=r.get("port", SmtpConfig.port, checks.port),
+        security=r.get("security", SmtpConfig.security, checks.choice("starttls", "tls", "none")),
+        username_env=r.get("username_env", SmtpConfig.username_env, checks.env_name),
+        password_env=r.get("password_env", SmtpConfig.password_env, checks.env_name),
+        timeout=r.get("timeout", SmtpConfig.timeout, checks.positive_number),
+        rate_limit=r.get("rate_limit", SmtpConfig.rate_limit, checks.non_negative_number),
+        max_retries=r.get("max_retries", SmtpConfig.max_retries, checks.positive_int),
+        error_threshold=r.get("error_threshold", SmtpConfig.error_threshold, checks.positive_int),
+        connections=r.get("connections", SmtpConfig.connections, checks.positive_int),
+    )
+    r.finish()
+
+    r = checks.Reader(top.get("store", {}, lambda v: v), "store", problems)
+    store_url = r.get("url", StoreConfig.url, checks.text)
+    if store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
+        # A relative SQLite path is relative to the config file, like every other path.
+        rel = store_url[len("sqlite:///") :]
+        if rel and rel != ":memory:":
+            store_url = "sqlite:///" + str((root / rel).resolve())
+    store = StoreConfig(
+        url=store_url, secret_env=r.get("secret_env", "PUBLISHER_SECRET", checks.env_name)
+    )
+    r.finish()
+
+    r = checks.Reader(top.get("server", {}, lambda v: v), "server", problems)
+    server = ServerConfig(
+        base_url=r.get("base_url", site.url, checks.optional_url),
+        host=r.get("host", "127.0.0.1", checks.text),
+        port=r.get("port", 8000, checks.port),
+        in_run=r.get("in_run", False, checks.boolean),
+        subscribe_rate=r.get(
+            "subscribe_rate", ServerConfig.subscribe_rate, checks.non_negative_int
+        ),
+        confirm_resend=r.get("confirm_resend", ServerConfig.confirm_resend, checks.duration),
+        trusted_proxies=r.get("trusted_proxies", (), checks.networks),
+    )
+    r.finish()
+    top.finish()
+
+    if digest.schedule != DigestConfig.schedule:
+        # Read exactly as the digest and the scheduler will read it, so that
+        # publisher check and a reload in publisher run refuse it before use.
+        problem = schedule_problem(digest.schedule, site.timezone)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(site, paths, feeds, permalink, digest, smtp, store, server)
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and validate ``path``, or ``config.yaml`` in the current folder."""
+    if path is None:
+        path = Path("config.yaml")
+        if not path.exists():
+            raise ConfigError(
+                ["not found in the current folder; run from the site folder or pass --config PATH"],
+                str(path),
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot be read: {exc}"], str(path)) from exc
+    try:
+        raw = yaml.load(text, Loader=SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}invalid YAML: {problem}"], str(path)) from exc
+    config = parse_config(raw, path.parent.absolute(), str(path))
+    return Config(
+        config.site,
+        config.paths,
+        config.feeds,
+        config.permalink,
+        config.digest,
+        config.smtp,
+        config.store,
+        config.server,
+        source=path.absolute(),
+    )
+
+
+def secret_from_env(name: str) -> str | None:
+    """Return the secret held in environment variable ``name``, if set and non-empty."""
+    value = os.environ.get(name, "")
+    return value or None

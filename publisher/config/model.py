@@ -1,0 +1,142 @@
+"""The settings, as typed values: what every other module reads.
+
+Plain frozen dataclasses with the documented defaults; :mod:`publisher.config.load`
+makes them from ``config.yaml``. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "DEFAULT_PERMALINK",
+    "FEED_FORMATS",
+    "Config",
+    "DigestConfig",
+    "FeedsConfig",
+    "PathsConfig",
+    "ServerConfig",
+    "SiteConfig",
+    "SmtpConfig",
+    "StoreConfig",
+]
+
+FEED_FORMATS = ("atom", "rss", "json")
+DEFAULT_PERMALINK = "/:categories/:year/:month/:day/:title.html"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """Who publishes: used in every feed's head and every email."""
+
+    title: str
+    url: str  # absolute base URL without a trailing slash
+    description: str = ""
+    language: str = "en"
+    author: str = ""
+    email: str = ""
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where things are read and written; all absolute once loaded."""
+
+    root: Path
+    posts: Path
+    output: Path
+    templates: Path
+    outbox: Path
+    cache: Path
+    state: Path
+
+
+@dataclass(frozen=True)
+class FeedsConfig:
+    """Which feeds are built and what their entries carry."""
+
+    formats: tuple[str, ...] = FEED_FORMATS
+    max_items: int = 20
+    content: str = "full"  # "full" or "summary"
+    per_category: bool = True
+    per_tag: bool = False
+    category_slugs: Mapping[str, str] = field(default_factory=dict)
+    tag_slugs: Mapping[str, str] = field(default_factory=dict)
+    excerpt_length: int = 200
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """The email digest: when it goes out, what it says and how it is sent."""
+
+    schedule: str = "0 8 * * mon"
+    first_window: timedelta = timedelta(days=7)
+    max_lateness: timedelta = timedelta(hours=24)
+    # Rendered with Jinja2, e.g. "Site: 3 new posts · May 4, 2026" (localised).
+    subject: str = "{{ site.title }}: {{ digest.summary }}"
+    sender: str = ""
+    reply_to: str = ""
+    backend: str = "outbox"  # "outbox" or "smtp"
+    list_id: str = ""
+    unsubscribe_mailto: str = ""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """How the smtp backend reaches its server; credentials come from the environment."""
+
+    host: str = "localhost"
+    port: int = 587
+    security: str = "starttls"  # "starttls", "tls" or "none"
+    username_env: str = "PUBLISHER_SMTP_USERNAME"
+    password_env: str = "PUBLISHER_SMTP_PASSWORD"
+    timeout: float = 30.0
+    rate_limit: float = 0.0  # messages per second; 0 turns the limit off
+    max_retries: int = 3
+    error_threshold: int = 20
+    # Connections (and sender threads) used at once: one prepares the next message
+    # while another waits for the server's reply.
+    connections: int = 2
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where subscribers and the send ledger live (an SQLAlchemy URL)."""
+
+    url: str = "sqlite:///publisher.db"
+    secret_env: str = "PUBLISHER_SECRET"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The subscribe/unsubscribe web app and its public address."""
+
+    base_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    in_run: bool = False
+    # POST /subscribe requests per minute from one client address; 0 turns the limit off.
+    subscribe_rate: int = 5
+    # The least time between two confirmation emails to one pending address.
+    confirm_resend: timedelta = timedelta(minutes=10)
+    # Proxies (IP addresses or networks) whose X-Forwarded-For names the real client.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration of one site."""
+
+    site: SiteConfig
+    paths: PathsConfig
+    feeds: FeedsConfig
+    permalink: str
+    digest: DigestConfig
+    smtp: SmtpConfig
+    store: StoreConfig
+    server: ServerConfig
+    source: Path | None = None
