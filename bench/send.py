@@ -54,8 +54,11 @@ from publisher.build.pipeline import load_site  # noqa: E402
 from publisher.config import Config, load_config  # noqa: E402
 from publisher.digest.message import MessageBuilder  # noqa: E402
 from publisher.digest.period import Period, period_at  # noqa: E402
-from publisher.digest.render import DigestRenderer, post_views, recipient_for  # noqa: E402
-from publisher.digest.send import SendReport, plan_selections, send_digest  # noqa: E402
+from publisher.digest.plan import plan_selections  # noqa: E402
+from publisher.digest.render import DigestRenderer, recipient_for  # noqa: E402
+from publisher.digest.report import SendReport  # noqa: E402
+from publisher.digest.send import send_digest  # noqa: E402
+from publisher.digest.views import post_views  # noqa: E402
 from publisher.digest.webcopy import web_copy_url  # noqa: E402
 from publisher.mail import SmtpBackend, make_backend  # noqa: E402
 from publisher.mail.headers import make_message_id  # noqa: E402

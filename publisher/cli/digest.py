@@ -1,7 +1,7 @@
 """``publisher digest preview|send|retry|status|resolve``: argument handling and printing only.
 
-The work is in :mod:`publisher.digest.send`; heavy imports happen inside the
-commands so that other commands start fast.
+The work is in :mod:`publisher.digest.send` and :mod:`publisher.digest.preview`; heavy
+imports happen inside the commands so that other commands start fast.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from publisher.cli.main import State
     from publisher.config import Config
     from publisher.digest.period import Period
-    from publisher.digest.send import SendReport
+    from publisher.digest.report import SendReport
     from publisher.store import Store
 
 __all__ = ["digest"]
@@ -93,7 +93,7 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
     category. Links carry a fake token, so no secret is needed.
     """
     from publisher.build.output import atomic_write
-    from publisher.digest.send import preview_digest
+    from publisher.digest.preview import preview_digest
     from publisher.store import Store
 
     config = state.config

@@ -43,7 +43,7 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 from publisher.config import Config
-from publisher.digest.render import DigestTemplate, Filling, Recipient, RenderedDigest
+from publisher.digest.filling import DigestTemplate, Filling, Recipient, RenderedDigest
 from publisher.digest.wrap import LIMIT, longest_line, reflow_html
 from publisher.mail.headers import (
     POLICY,

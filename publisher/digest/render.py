@@ -32,6 +32,12 @@ in full, whenever that is not known to hold:
   in every place: a control character (line breaks included), quotes, ``<``,
   ``>`` or a no-break space in an address or link, or, when the subject shows a
   value, blanks at the ends of one (the subject is trimmed).
+
+Reads the site's templates once, when a renderer is built, and is CPU only
+after that: it never touches the store or the backend and writes no file (the
+web copy is written by :mod:`publisher.digest.webcopy`). What templates see of
+posts comes from :mod:`publisher.digest.views`; cutting at the slots and
+filling them in is :mod:`publisher.digest.filling`.
 """
 
 from __future__ import annotations
@@ -40,25 +46,24 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import css_inline
 import jinja2
-from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 
 from publisher.config import Config
+from publisher.digest.filling import DigestTemplate, Filling, Recipient, RenderedDigest, one_line
 from publisher.digest.period import Period
 from publisher.digest.select import Selection
 from publisher.digest.slots import SLOT_NAMES, SlotUse, analyse
+from publisher.digest.views import GroupView, PostView, labels_for, locale_for
 from publisher.errors import ConfigError
-from publisher.feeds import post_url
 from publisher.mail.names import clean_name
 from publisher.mail.tokens import make_token
-from publisher.site.markup import cut_text, render
-from publisher.site.posts import Post, read_body
+from publisher.site.markup import cut_text
 from publisher.site.templating import environment, template_error
 
 __all__ = [
@@ -66,17 +71,6 @@ __all__ = [
     "PREVIEW_TOKEN",
     "TEXT_TEMPLATE",
     "DigestRenderer",
-    "DigestTemplate",
-    "Filling",
-    "GroupView",
-    "PostView",
-    "Recipient",
-    "RenderedDigest",
-    "labels_for",
-    "locale_for",
-    "one_line",
-    "post_view",
-    "post_views",
     "recipient_for",
 ]
 
@@ -86,7 +80,7 @@ TEXT_TEMPLATE = "digest.txt.j2"
 PREVIEW_TOKEN = "PREVIEW-not-a-real-token"
 _CACHE_SIZE = 512
 # A value with a control character is never filled in: parsing HTML changes some
-# (CR becomes LF, NUL goes). Values go into the HTML as _html_text writes them,
+# (CR becomes LF, NUL goes). Values go into the HTML as filling._html_text writes them,
 # which is what the inliner writes in text, checked for each digest with _PROBE;
 # an address or a link may be in an attribute too, where quotes, "<" and ">" are
 # written otherwise, so one that holds them or a no-break space is not filled in.
@@ -102,140 +96,6 @@ _PROBE = {
     "unsubscribe": "lt;https://probe.invalid/u?a=1&amp b#2;-山",
     "preferences": "lt;https://probe.invalid/p?a=1&amp b#3;-山",
 }
-
-# Words the default templates use, by language; a site's own templates may
-# use them or write their own text.
-LABELS: dict[str, dict[str, str]] = {
-    "en": {
-        "view_in_browser": "View in your browser",
-        "read_more": "Read more",
-        "preferences": "Manage preferences",
-        "unsubscribe": "Unsubscribe",
-        "uncategorised": "Other posts",
-        "greeting_named": "Hello {name},",
-        "summary_one": "1 new post · {date}",
-        "summary_other": "{count} new posts · {date}",
-        "why": "You receive this at {email} because you subscribed to {site}.",
-        "web_copy_note": "This is the web copy of an email digest from {site}.",
-    },
-    "ja": {
-        "view_in_browser": "ブラウザで表示",
-        "read_more": "続きを読む",
-        "preferences": "配信設定の変更",
-        "unsubscribe": "配信停止",
-        "uncategorised": "その他の記事",
-        "greeting_named": "{name} 様",
-        "summary_one": "新着記事 1 件 · {date}",
-        "summary_other": "新着記事 {count} 件 · {date}",
-        "why": "{site} をご購読いただいているため、{email} にお送りしています。",
-        "web_copy_note": "{site} のメールダイジェストのウェブ版です。",
-    },
-}
-
-
-@dataclass(frozen=True, slots=True)
-class PostView:
-    """What the templates see of one post; prepared once per run."""
-
-    id: str
-    title: str
-    url: str  # absolute
-    author: str
-    date: str  # localised for site.language in site.timezone
-    datetime: str  # ISO 8601, for <time datetime>
-    excerpt: str  # plain text
-    categories: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class GroupView:
-    """One category heading and its posts."""
-
-    name: str  # "" for uncategorised posts
-    label: str  # what the heading says
-    posts: tuple[PostView, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """The per-subscriber values of a message."""
-
-    email: str
-    name: str
-    unsubscribe_url: str
-    preferences_url: str
-    unsubscribe_token: str
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedDigest:
-    """A rendered digest, ready to become a message."""
-
-    subject: str
-    html: str
-    text: str
-
-
-def locale_for(language: str) -> Locale:
-    """The Babel locale for ``site.language`` ("ja", "en-US", "pt_BR"); English if unknown."""
-    try:
-        return Locale.parse(language.replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError):
-        return Locale.parse("en")
-
-
-def labels_for(language: str) -> dict[str, str]:
-    """The default templates' words in ``site.language``, falling back to English."""
-    base = language.replace("_", "-").split("-")[0].lower()
-    return {**LABELS["en"], **LABELS.get(base, {})}
-
-
-def post_view(config: Config, post: Post, excerpt: str, locale: Locale) -> PostView:
-    """A post as the templates see it, with its date formatted for the site."""
-    local = post.date.astimezone(config.site.timezone)
-    return PostView(
-        id=post.id,
-        title=post.title,
-        url=post_url(config, post),
-        author=post.author or config.site.author,
-        date=format_date(local, format="medium", locale=locale),
-        datetime=local.isoformat(),
-        excerpt=excerpt,
-        categories=post.categories,
-    )
-
-
-def post_views(
-    config: Config, posts: Iterable[Post], read: Callable[[Post], bytes] | None = None
-) -> dict[str, PostView]:
-    """Prepare each post once: its excerpt is rendered from the Markdown body.
-
-    ``read`` returns a post file's bytes (by default from the site folder); a
-    post whose file cannot be read keeps its front-matter excerpt, if any.
-    """
-
-    def read_file(post: Post) -> bytes:
-        return (config.paths.root / post.source).read_bytes()
-
-    read = read or read_file
-    locale = locale_for(config.site.language)
-    views: dict[str, PostView] = {}
-    for post in posts:
-        if post.id in views:
-            continue
-        try:
-            body = read_body(read(post))
-        except OSError:
-            excerpt = post.excerpt
-        else:
-            excerpt = render(
-                body,
-                post_url(config, post),
-                excerpt=post.excerpt,
-                excerpt_length=config.feeds.excerpt_length,
-            ).summary
-        views[post.id] = post_view(config, post, excerpt, locale)
-    return views
 
 
 def recipient_for(
@@ -275,99 +135,6 @@ def _head_order(html: str) -> str:
     start += len("<head>")
     end += len("</style>")
     return html[:start] + html[end:close] + html[start:end] + "\n" + html[close:]
-
-
-@dataclass(frozen=True, eq=False)
-class DigestTemplate:
-    """One distinct digest with holes where each reader's values go.
-
-    Each text is cut at its slots: literals at even indexes, slot names
-    (``name``, ``email``, ``unsubscribe``, ``preferences``) at odd ones. The
-    HTML takes values escaped as the inlined HTML writes text (see :meth:`Filling.of`),
-    the subject and text the values as they are.
-    Compared by identity: a message builder may keep work of its own per template.
-    """
-
-    subject: tuple[str, ...]
-    html: tuple[str, ...]
-    text: tuple[str, ...]
-    marks: Mapping[str, str]  # slot name -> the unguessable marker it was rendered as
-    marker: re.Pattern[str]  # finds the markers; its one group is the slot name
-
-    def marked(self, pieces: tuple[str, ...]) -> str:
-        """``pieces`` joined again with a marker in each slot (see :meth:`cut`)."""
-        out = list(pieces)
-        for i in range(1, len(out), 2):
-            out[i] = self.marks[out[i]]
-        return "".join(out)
-
-    def cut(self, text: str) -> tuple[str, ...]:
-        """A marked text cut at its markers, as the fields are: a transformation of
-        :meth:`marked` text that leaves the markers alone can be cut again."""
-        return tuple(self.marker.split(text))
-
-    def subject_for(self, filling: Filling) -> str:
-        """The subject for one reader."""
-        return one_line(_fill(self.subject, filling.values))
-
-    def fill(self, filling: Filling) -> RenderedDigest:
-        """The digest for one reader."""
-        return RenderedDigest(
-            one_line(_fill(self.subject, filling.values)),
-            _fill(self.html, filling.html_values),
-            _fill(self.text, filling.values),
-        )
-
-
-def _fill(pieces: tuple[str, ...], values: Mapping[str, str]) -> str:
-    out = list(pieces)
-    for i in range(1, len(out), 2):
-        out[i] = values[out[i]]
-    return "".join(out)
-
-
-# What str.splitlines() breaks lines at, with the blanks around it.
-_LINE_BREAK = re.compile(r"\s*[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+\s*")
-
-
-def one_line(subject: str) -> str:
-    """A rendered subject on one line: each line break (a post title written as a
-    YAML block, say) and the blanks around it become one space, and the ends are trimmed."""
-    return _LINE_BREAK.sub(" ", subject).strip()
-
-
-def _html_text(value: str) -> str:
-    """``value`` as text in HTML, escaped as the CSS inliner writes it out.
-
-    Quotes stay as they are: the inliner parses the rendered HTML and writes it
-    out again, so a name that Jinja2 wrote as ``O&#39;Brien`` comes out as
-    ``O'Brien``. (Each distinct digest is checked with a made-up value before
-    it is filled in, so a different writer would only make it slower.)
-    """
-    return (
-        value.replace("&", "&amp;")
-        .replace("\u00a0", "&nbsp;")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-    )
-
-
-@dataclass(frozen=True)
-class Filling:
-    """A reader's digest as a template and the values that fill it."""
-
-    template: DigestTemplate
-    values: Mapping[str, str]  # slot name -> value, as the subject and text take it
-    html_values: Mapping[str, str]  # the same, as the HTML takes it (_html_text)
-
-    @classmethod
-    def of(cls, template: DigestTemplate, values: Mapping[str, str]) -> Filling:
-        """``template`` filled with ``values``."""
-        return cls(template, values, {name: _html_text(value) for name, value in values.items()})
-
-    def rendered(self) -> RenderedDigest:
-        """The filled-in subject, HTML and text."""
-        return self.template.fill(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from publisher.build.pipeline import build, load_site
 from publisher.build.reader import SiteReader
 from publisher.config import Config
-from publisher.digest.send import preview_digest, send_digest
+from publisher.digest.preview import preview_digest
+from publisher.digest.send import send_digest
 from publisher.mail import MemoryBackend
 from publisher.site.posts import PostSet
 from publisher.store import Store

@@ -16,17 +16,12 @@ from markupsafe import escape
 
 from publisher.build.pipeline import load_site
 from publisher.config import Config
+from publisher.digest.filling import Filling, Recipient, RenderedDigest
 from publisher.digest.message import MessageBuilder, build_message
 from publisher.digest.period import period_at
-from publisher.digest.render import (
-    DigestRenderer,
-    Filling,
-    Recipient,
-    RenderedDigest,
-    post_views,
-    recipient_for,
-)
+from publisher.digest.render import DigestRenderer, recipient_for
 from publisher.digest.select import group_posts
+from publisher.digest.views import post_views
 from publisher.digest.wrap import longest_line
 from publisher.errors import ConfigError, PermanentSendError
 from publisher.mail.headers import POLICY, address_header, list_id, make_message_id

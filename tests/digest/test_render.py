@@ -12,16 +12,11 @@ import pytest
 
 from publisher.build.pipeline import load_site
 from publisher.config import Config
+from publisher.digest.filling import Filling, Recipient, RenderedDigest
 from publisher.digest.period import Period, period_at
-from publisher.digest.render import (
-    DigestRenderer,
-    Filling,
-    Recipient,
-    RenderedDigest,
-    post_views,
-    recipient_for,
-)
+from publisher.digest.render import DigestRenderer, recipient_for
 from publisher.digest.select import Selection, group_posts
+from publisher.digest.views import post_views
 from publisher.errors import ConfigError
 from tests.conftest import Site
 

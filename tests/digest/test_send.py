@@ -13,7 +13,9 @@ import pytest
 from publisher.build.pipeline import load_site
 from publisher.config import Config
 from publisher.digest.period import period_at
-from publisher.digest.send import SendReport, plan_selections, send_digest
+from publisher.digest.plan import plan_selections
+from publisher.digest.report import SendReport
+from publisher.digest.send import send_digest
 from publisher.errors import (
     ConfigError,
     PermanentSendError,

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.config import Config
-from publisher.digest.send import SendReport, send_digest
+from publisher.digest.report import SendReport
+from publisher.digest.send import send_digest
 from publisher.mail import SmtpBackend
 from publisher.store import Store
 from tests.conftest import Site
