@@ -1,8 +1,11 @@
 """``publisher run``: the long-running process and what keeps it honest.
 
-:mod:`.runner` watches, rebuilds, publishes on time and sends digests on the
-schedule; :mod:`.watch` turns file events into settled rebuilds;
+:mod:`.runner` is the process: its life cycle, signals, and the wiring of the
+jobs; :mod:`.build_jobs` rebuilds on save and publishes future posts on time;
+:mod:`.digest_jobs` sends digests on the schedule, catches up after downtime
+and retries; :mod:`.watch` turns file events into settled rebuilds.
 :mod:`.catchup` decides, free of I/O, whether a missed digest is sent late or
-skipped; :mod:`.lock` keeps one process per state folder; :mod:`.status` and
+skipped, and :mod:`.plans`, as free of I/O, when the next publish or retry
+falls due; :mod:`.lock` keeps one process per state folder; :mod:`.status` and
 :mod:`.runlog` record what happened for ``publisher status`` and the logs.
 """

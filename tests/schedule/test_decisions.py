@@ -10,7 +10,8 @@ import pytest
 
 from publisher.config import Config, parse_config
 from publisher.digest.period import Period, period_at, schedule_trigger
-from publisher.schedule.runner import catch_up_decision, lateness, publish_plan, retry_time
+from publisher.schedule.catchup import catch_up_decision, lateness
+from publisher.schedule.plans import publish_plan, retry_time
 from publisher.site.posts import Post, split_posts
 from publisher.store import DigestRun
 
