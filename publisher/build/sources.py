@@ -15,7 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from publisher.build.cache import BuildCache, FileEntry, entry_from_tuple, entry_to_tuple
+from publisher.build.cache import BuildCache
+from publisher.build.cachefile import FileEntry, entry_from_tuple, entry_to_tuple
 from publisher.build.workers import map_chunks, worker_count
 from publisher.config import Config
 from publisher.errors import PostError
