@@ -4,7 +4,7 @@
 :mod:`.sources` finds and reads post files through :mod:`.cache`, the
 in-memory cache whose files :mod:`.cachefile` encodes and writes;
 :mod:`.plan` keeps the last build's plan and decides when it still holds;
-:mod:`.outputs` fingerprints the files a build makes and writes the changed
+:mod:`.targets` fingerprints the files a build makes and writes the changed
 ones; :mod:`.render` renders the bodies and makes those files' bytes;
 :mod:`.workers` fans work out to forked processes; :mod:`.output` writes
 files atomically inside the output folder; :mod:`.reader` reads the posts

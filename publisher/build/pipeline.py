@@ -7,11 +7,11 @@
    plan is reused and only the edited posts are read (:mod:`publisher.build.plan`);
    otherwise every post is read (:mod:`publisher.build.sources`, forked
    workers on a cold build) and the feeds planned again;
-2. **plan the outputs** (:mod:`publisher.build.outputs`): fingerprint every file
+2. **plan the outputs** (:mod:`publisher.build.targets`): fingerprint every file
    and keep aside those the cache says are unchanged and still on disk;
 3. **render** (:mod:`publisher.build.render`): the bodies of only the posts that
    some output to make shows, then those outputs' bytes;
-4. **write** (:func:`publisher.build.outputs.write_outputs`): the changed files,
+4. **write** (:func:`publisher.build.targets.write_outputs`): the changed files,
    the removal of files no longer made, then the cache, encoded meanwhile.
 
 Everything is gathered before anything is written, and an unchanged feed is
@@ -29,10 +29,10 @@ from datetime import UTC, datetime
 from publisher import __version__
 from publisher.build.cache import BuildCache
 from publisher.build.output import OutputWriter
-from publisher.build.outputs import plan_outputs, to_make, write_outputs
 from publisher.build.plan import make_memo, reuse
 from publisher.build.render import render_outputs
 from publisher.build.sources import find_post_files, read_edits, read_posts
+from publisher.build.targets import plan_outputs, to_make, write_outputs
 from publisher.config import Config
 from publisher.errors import PostError
 from publisher.feeds import Scope, plan_scopes

@@ -8,7 +8,7 @@ forked workers (see :mod:`publisher.build.workers`).
 What it must never do: cache a body rendered from a file that no longer
 matches the post parsed from it (a file changed under the build, or a broken
 post served in its last good version), or write anything: the write step
-(:func:`publisher.build.outputs.write_outputs`) does.
+(:func:`publisher.build.targets.write_outputs`) does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import partial
 from typing import NamedTuple
 
 from publisher.build.cache import BuildCache
-from publisher.build.outputs import Output
+from publisher.build.targets import Output
 from publisher.build.workers import map_chunks, worker_count
 from publisher.config import Config
 from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, post_url
