@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -156,6 +156,11 @@ def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
                 click.echo(f"digest {period.key}: skipped: {decision.reason} (--late-ok sends it)")
                 sys.exit(0)
         report = _send(state, store, period, dry_run=dry_run, late_ok=late_ok)
+    _exit_with(report)
+
+
+def _exit_with(report: SendReport) -> NoReturn:
+    """Print a send's problems and closing line; exit 1 if anything failed or is uncertain."""
     for line in report.problems:
         click.echo(line, err=True)
     click.echo(report.summary())
@@ -226,10 +231,7 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
         count = store.retry_failed(period.key, now=now, subscriber_ids=ids)
         click.echo(f"digest {period.key}: {count} failed messages back to pending")
         report = _send(state, store, period)
-    for line in report.problems:
-        click.echo(line, err=True)
-    click.echo(report.summary())
-    sys.exit(0 if report.ok else 1)
+    _exit_with(report)
 
 
 @digest.command()
