@@ -4,6 +4,12 @@
 set ``PUBLISHER_TEST_POSTGRES_URL`` (``bash .ci/postgres`` starts Debian's
 cluster on 127.0.0.1 and prints one); without it those cases are skipped.
 
+``ledger_backend`` does the same for the send ledger, whose status changes
+take one of two paths behind one interface (publisher/store/send_path.py):
+it runs a test on a SQLite file twice, once through the store's raw-sqlite3
+path (``sqlite-raw``) and once with that turned off, through SQLAlchemy
+(``sqlite-sqlalchemy``), then on PostgreSQL.
+
 Each test gets an empty database: its own schema, dropped and made again, which
 the URL selects through libpq's ``options`` (``search_path``). A schema costs
 milliseconds where a fresh database costs a copy of the template, and the name
@@ -14,12 +20,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-__all__ = ["POSTGRES_URL_ENV", "PostgresSchema", "postgres_schema", "postgres_url", "store_url"]
+from publisher.store import Store
+
+__all__ = [
+    "LEDGER_BACKENDS",
+    "POSTGRES_URL_ENV",
+    "Backend",
+    "PostgresSchema",
+    "backend",
+    "ledger_backend",
+    "postgres_schema",
+    "postgres_url",
+    "store_url",
+]
 
 POSTGRES_URL_ENV = "PUBLISHER_TEST_POSTGRES_URL"
 
@@ -66,11 +85,52 @@ def postgres_url(postgres_schema: PostgresSchema) -> str:
     return postgres_schema.fresh()
 
 
+def _sqlite_file_url(tmp_path: Path) -> str:
+    folder = tmp_path / "state"
+    folder.mkdir(exist_ok=True)
+    return f"sqlite:///{folder / 'publisher.db'}"
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend: a new SQLite file, then PostgreSQL if given."""
     if request.param == "postgresql":
         return str(request.getfixturevalue("postgres_url"))
-    folder = tmp_path / "state"
-    folder.mkdir(exist_ok=True)
-    return f"sqlite:///{folder / 'publisher.db'}"
+    return _sqlite_file_url(tmp_path)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An empty database for one test, and which send path a Store on it takes."""
+
+    url: str
+    raw_sqlite: bool  # Store(raw_sqlite=...): False keeps a SQLite file on SQLAlchemy
+
+    def open(self) -> Store:
+        return Store(self.url, raw_sqlite=self.raw_sqlite)
+
+
+# The parameters of ``ledger_backend``: the cases whose database another connection can open.
+LEDGER_BACKENDS = ("sqlite-raw", "sqlite-sqlalchemy", "postgresql")
+
+
+def backend(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Backend:
+    """The database a parameter names: one of LEDGER_BACKENDS, or ``sqlite-memory``.
+
+    An in-memory database (``sqlite://``) exists only inside the one Store that
+    opened it, so it suits the tests that reach the database through that store alone.
+    """
+    if name == "postgresql":
+        return Backend(str(request.getfixturevalue("postgres_url")), raw_sqlite=True)
+    if name == "sqlite-memory":
+        return Backend("sqlite://", raw_sqlite=True)
+    if name in ("sqlite-raw", "sqlite-sqlalchemy"):
+        return Backend(_sqlite_file_url(tmp_path), raw_sqlite=name == "sqlite-raw")
+    raise ValueError(f"no such backend: {name!r}")
+
+
+@pytest.fixture(params=LEDGER_BACKENDS)
+def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """An empty database on each backend and send path: a SQLite file through the raw
+    sqlite3 path, the same through SQLAlchemy, then PostgreSQL if given."""
+    return backend(request, tmp_path, str(request.param))

@@ -1,186 +1,30 @@
 """``publisher subscribers add|list|remove|import|export``: the subscriber list by hand.
 
-Argument handling, CSV reading and printing only; the rules (what is a valid
-address, who is already subscribed) live in :mod:`publisher.store`.
-
-The CSV format, read by ``import`` and written by ``export`` (so an export can
-be imported again)::
-
-    email,name,categories,status
-    ann@example.com,Ann Lee,tech;life,active
-    bob@example.com,,,
-
-``categories`` are separated by ``;`` or ``|``; none means every category.
-``name``, ``categories`` and ``status`` (default: active) may be left out.
+Argument handling and printing only; the rules (what is a valid address, who
+is already subscribed) live in :mod:`publisher.store`, and reading the CSV
+format of ``import`` and ``export`` in :mod:`publisher.store.csv_import`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 import sys
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from publisher.errors import PublisherError, StoreError
-from publisher.mail.names import clean_name, name_problem
 
 if TYPE_CHECKING:
     from publisher.cli.main import State
     from publisher.store import Store, Subscriber
 
-__all__ = ["CsvRow", "parse_csv", "subscribers"]
-
-COLUMNS = ("email", "name", "categories", "status")
-_SEPARATORS = re.compile(r"[;|]")
-
-
-@dataclass(frozen=True)
-class CsvRow:
-    """One valid subscriber read from a CSV file, and the line it started on."""
-
-    line: int
-    email: str
-    name: str
-    categories: tuple[str, ...]
-    status: str | None  # None: the column was absent or empty
-
-
-@dataclass
-class CsvResult:
-    """What a CSV file holds: good rows, one problem line per bad row, warnings."""
-
-    rows: list[CsvRow] = field(default_factory=list)
-    problems: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
-    warnings: list[str] = field(default_factory=list)
-
-
-def split_categories(cell: str) -> tuple[str, ...]:
-    """``"tech; life|travel"`` -> ("tech", "life", "travel")."""
-    return tuple(dict.fromkeys(p.strip() for p in _SEPARATORS.split(cell) if p.strip()))
-
-
-def _row_problem(values: dict[str, str]) -> tuple[str, str] | None:
-    """The first (column, problem) of a row, or None if it can be imported."""
-    from publisher.store import SUBSCRIBER_STATUSES, email_problem
-
-    address = values.get("email", "").strip()
-    if not address:
-        return "email", "is missing"
-    problem = email_problem(address)
-    if problem is not None:
-        return "email", f"{address!r} {problem}"
-    name = name_problem(values.get("name", ""))
-    if name is not None:
-        return "name", name
-    text = values.get("categories", "")
-    if "\n" in text or "\r" in text:
-        return "categories", "must be one line"
-    status = values.get("status", "").strip()
-    if status and status not in SUBSCRIBER_STATUSES:
-        return "status", f"{status!r} must be one of {', '.join(SUBSCRIBER_STATUSES)}"
-    return None
-
-
-def parse_csv(text: str, source: str) -> CsvResult:
-    """Read subscriber rows from CSV text; every bad row becomes ``source:LINE: column: why``.
-
-    The header names the columns (any order, any case); a file without a
-    header is read as email,name,categories. Unknown columns are ignored with a
-    warning, so exports from other tools can be imported as they are.
-    """
-    from publisher.store import normalize_email
-
-    result = CsvResult()
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise PublisherError(f"{source}:1: not a CSV file: {exc}") from exc
-    if header is None:
-        return result
-    names = [h.strip().lower() for h in header]
-    if "email" in names:
-        columns = names
-        for index, name in enumerate(columns):
-            if name not in COLUMNS:
-                shown = header[index].strip()
-                result.warnings.append(f"{source}:1: ignoring column {shown!r}")
-        pending: list[tuple[int, list[str]]] = []
-    elif header and "@" in header[0]:
-        columns = list(COLUMNS[:3])
-        pending = [(1, header)]  # no header: the first line is already a subscriber
-    else:
-        raise PublisherError(
-            f"{source}:1: no 'email' column; the first line must name the columns,"
-            f" such as {','.join(COLUMNS)}"
-        )
-
-    def records() -> Iterator[tuple[int, list[str]]]:
-        yield from pending
-        while True:
-            start = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                result.problems.append((start, f"{source}:{start}: not valid CSV: {exc}"))
-                return
-            yield start, cells
-
-    seen: dict[str, int] = {}  # address key -> the line it was first on
-    for line, cells in records():
-        if not any(c.strip() for c in cells):
-            continue  # blank line
-        if len(cells) > len(columns):
-            extra = [c for c in cells[len(columns) :] if c.strip()]
-            if extra:
-                result.problems.append(
-                    (
-                        line,
-                        f"{source}:{line}: {len(cells)} fields, but the header has {len(columns)}",
-                    )
-                )
-                continue
-        values = {
-            name: cells[i] if i < len(cells) else ""
-            for i, name in enumerate(columns)
-            if name in COLUMNS
-        }
-        problem = _row_problem(values)
-        if problem is not None:
-            result.problems.append((line, f"{source}:{line}: {problem[0]}: {problem[1]}"))
-            continue
-        # The same person twice (any letter case): the first row is the one imported.
-        key = normalize_email(values["email"]).lower()
-        first = seen.setdefault(key, line)
-        if first != line:
-            result.problems.append(
-                (
-                    line,
-                    f"{source}:{line}: email: duplicate of line {first};"
-                    f" line {first}'s name and categories are kept",
-                )
-            )
-            continue
-        result.rows.append(
-            CsvRow(
-                line=line,
-                email=values["email"].strip(),
-                name=clean_name(values.get("name", "")),
-                categories=split_categories(values.get("categories", "")),
-                status=values.get("status", "").strip() or None,
-            )
-        )
-    return result
+__all__ = ["subscribers"]
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -336,6 +180,8 @@ def import_(state: State, file: str, status: str | None) -> None:
     Good rows are imported even when others are bad; addresses already subscribed
     are left as they are. Exit 1 if any row was bad.
     """
+    from publisher.store.csv_import import parse_csv
+
     if file == "-":
         source, text = "<stdin>", sys.stdin.read()
     else:
@@ -390,6 +236,8 @@ def import_(state: State, file: str, status: str | None) -> None:
 @click.pass_obj
 def export(state: State, status: str | None) -> None:
     """Write the subscribers as CSV to standard output, in the format import reads."""
+    from publisher.store.csv_import import COLUMNS
+
     with _store(state) as store:
         found = store.list_subscribers(status)
     out = io.StringIO()

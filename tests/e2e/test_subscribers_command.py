@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from publisher.cli.subscribers import parse_csv, split_categories
 from publisher.errors import PublisherError
 from publisher.store import Store
+from publisher.store.csv_import import parse_csv, split_categories
 from tests.conftest import REPO, Site
 
 NOW = "2026-01-02T03:00:00+09:00"

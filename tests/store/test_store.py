@@ -2,6 +2,8 @@
 
 Tests taking ``store`` or ``store_url`` run once per backend (tests/databases.py);
 the PostgreSQL cases need PUBLISHER_TEST_POSTGRES_URL and are skipped without it.
+The ledger's tests (``ledger_store``, ``ledger_backend``) run on SQLite twice, once
+through each send path (the raw sqlite3 one and SQLAlchemy), behind one interface.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sqlalchemy as sa
 from publisher.errors import StoreError
 from publisher.store import SCHEMA_VERSION, Store, email_problem, normalize_email
 from tests.conftest import REPO, Site
+from tests.databases import LEDGER_BACKENDS, Backend, backend
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -42,15 +45,19 @@ def store(store_url: str) -> Iterator[Store]:
         yield opened
 
 
-@pytest.fixture(params=["sqlite-file", "sqlite-memory", "postgresql"])
-def ledger_store(request: pytest.FixtureRequest, db: Path) -> Iterator[Store]:
-    """A SQLite file (its own fast send path), an in-memory SQLite database or PostgreSQL
-    (both through SQLAlchemy): the ledger must behave the same on all three."""
-    if request.param == "postgresql":
-        url = str(request.getfixturevalue("postgres_url"))
-    else:
-        url = f"sqlite:///{db}" if request.param == "sqlite-file" else "sqlite://"
-    with Store(url) as opened:
+@pytest.fixture(params=[*LEDGER_BACKENDS, "sqlite-memory"])
+def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A SQLite file through its raw sqlite3 send path, the same file through SQLAlchemy,
+    PostgreSQL, or an in-memory SQLite database (SQLAlchemy): the ledger must behave
+    the same on all four."""
+    with backend(request, tmp_path, str(request.param)).open() as opened:
+        yield opened
+
+
+@pytest.fixture
+def backend_store(ledger_backend: Backend) -> Iterator[Store]:
+    """A store on ``ledger_backend``, for the tests that reach its database another way too."""
+    with ledger_backend.open() as opened:
         yield opened
 
 
@@ -213,7 +220,8 @@ def test_remove_deletes_the_subscriber_and_their_history(store: Store) -> None:
 # --- the send ledger ----------------------------------------------------------------------
 
 
-def test_planning_is_idempotent(store: Store) -> None:
+def test_planning_is_idempotent(ledger_store: Store) -> None:
+    store = ledger_store
     ann = store.add_subscriber("ann@example.com", now=T0)
     first = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@example.com>", now=T0)
     assert (first.status, first.post_ids, first.attempts, first.email) == (
@@ -232,8 +240,9 @@ def test_planning_is_idempotent(store: Store) -> None:
 
 
 def test_the_database_itself_refuses_a_second_row_per_digest_and_subscriber(
-    store: Store, store_url: str
+    backend_store: Store, ledger_backend: Backend
 ) -> None:
+    store, store_url = backend_store, ledger_backend.url
     ann = store.add_subscriber("ann@example.com", now=T0)
     store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
     with raw_database(store_url) as raw, pytest.raises(sa.exc.IntegrityError, match=r"(?i)unique"):
@@ -248,7 +257,8 @@ def test_the_database_itself_refuses_a_second_row_per_digest_and_subscriber(
         )
 
 
-def test_plan_sends_plans_many_in_one_go_and_keeps_existing_rows(store: Store) -> None:
+def test_plan_sends_plans_many_in_one_go_and_keeps_existing_rows(ledger_store: Store) -> None:
+    store = ledger_store
     subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(5)]
     early = store.plan_send("2026-W49", subs[2].id, ["old"], "<early@x>", now=T0)
     rows = store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T1)
@@ -257,7 +267,8 @@ def test_plan_sends_plans_many_in_one_go_and_keeps_existing_rows(store: Store) -
     assert len(store.ledger("2026-W49", "pending")) == 5
 
 
-def test_planning_for_an_unknown_subscriber_fails(store: Store) -> None:
+def test_planning_for_an_unknown_subscriber_fails(ledger_store: Store) -> None:
+    store = ledger_store
     with pytest.raises(StoreError, match=r"^subscriber 42: not found$"):
         store.plan_send("2026-W49", 42, ["p1"], "<m@x>", now=T0)
     assert store.ledger("2026-W49") == []
@@ -318,7 +329,10 @@ REFUSE_DELIVERIES = {
 }
 
 
-def test_mark_sent_is_atomic_with_the_delivered_posts(store: Store, store_url: str) -> None:
+def test_mark_sent_is_atomic_with_the_delivered_posts(
+    backend_store: Store, ledger_backend: Backend
+) -> None:
+    store, store_url = backend_store, ledger_backend.url
     ann = store.add_subscriber("ann@example.com", now=T0)
     row = store.plan_send("2026-W49", ann.id, ["p1", "p2"], "<m1@x>", now=T0)
     store.mark_sending(row.id, now=T0)
@@ -344,7 +358,8 @@ def test_delivered_posts_accumulate_across_digests(ledger_store: Store) -> None:
     assert store.delivered_post_ids(ann.id) == {"p1", "p2", "p3"}
 
 
-def test_delivered_posts_of_many_subscribers_at_once(store: Store) -> None:
+def test_delivered_posts_of_many_subscribers_at_once(ledger_store: Store) -> None:
+    store = ledger_store
     subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(3)]
     for sub, posts in zip(subs[:2], (["p1", "p2"], ["p2"]), strict=True):
         row = store.plan_send("2026-W49", sub.id, posts, f"<{sub.id}@x>", now=T0)
@@ -410,6 +425,32 @@ def test_an_operator_resolves_uncertain_rows(ledger_store: Store) -> None:
         store.resolve(b.id, sent=False, now=T1)
 
 
+def test_each_case_takes_the_send_path_it_names(
+    request: pytest.FixtureRequest, ledger_store: Store
+) -> None:
+    # Without this, a case named sqlite-raw could quietly test SQLAlchemy twice.
+    case = request.node.callspec.params["ledger_store"]
+    assert ledger_store.raw_sqlite is (case == "sqlite-raw")
+
+
+def test_a_naive_time_is_refused_on_every_send_path(ledger_store: Store) -> None:
+    store = ledger_store
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    row = store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
+    naive = datetime(2026, 12, 1, 9, 0)
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.mark_sending(row.id, now=naive)
+    store.mark_sending(row.id, now=T1)
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.mark_sent(row.id, now=naive)
+    with pytest.raises(StoreError, match="naive datetime"):
+        store.mark_failed(row.id, "550 no such user", now=naive)
+    still = store.get_ledger_row(row.id)
+    assert still is not None
+    assert (still.status, still.attempts, still.updated_at) == ("sending", 1, T1)
+    assert store.delivered_post_ids(ann.id) == set()
+
+
 # --- digest runs --------------------------------------------------------------------------
 
 
@@ -448,8 +489,11 @@ def test_digest_runs(store: Store) -> None:
 # --- the database file --------------------------------------------------------------------
 
 
-def test_two_stores_on_one_database_see_each_others_commits(store_url: str, store: Store) -> None:
-    with Store(store_url) as other:
+def test_two_stores_on_one_database_see_each_others_commits(
+    ledger_backend: Backend, backend_store: Store
+) -> None:
+    store = backend_store
+    with ledger_backend.open() as other:
         ann = store.add_subscriber("ann@example.com", now=T0)
         assert other.get_subscriber("ann@example.com") == ann
         row = other.plan_send("2026-W49", ann.id, ["p1"], "<m@x>", now=T0)
@@ -470,7 +514,7 @@ CLAIMER = textwrap.dedent(
 
     now = datetime(2026, 11, 30, tzinfo=UTC)
     claimed = []
-    with Store(sys.argv[1]) as store:
+    with Store(sys.argv[1], raw_sqlite=sys.argv[2] == "raw") as store:
         sys.stdout.write("ready\\n"); sys.stdout.flush()
         sys.stdin.readline()  # start together
         for row in store.ledger("2026-W49"):
@@ -485,12 +529,16 @@ CLAIMER = textwrap.dedent(
 )
 
 
-def test_two_processes_never_claim_the_same_row(store_url: str, store: Store) -> None:
+def test_two_processes_never_claim_the_same_row(
+    ledger_backend: Backend, backend_store: Store
+) -> None:
+    store, store_url = backend_store, ledger_backend.url
+    path = "raw" if ledger_backend.raw_sqlite else "sqlalchemy"
     subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(60)]
     store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T0)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, store_url],
+            [sys.executable, "-c", CLAIMER, store_url, path],
             cwd=REPO,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -514,7 +562,8 @@ def test_two_processes_never_claim_the_same_row(store_url: str, store: Store) ->
     assert len(store.ledger("2026-W49", "sent")) == 60
 
 
-def test_two_threads_of_one_store_never_claim_the_same_row(store: Store) -> None:
+def test_two_threads_of_one_store_never_claim_the_same_row(backend_store: Store) -> None:
+    store = backend_store
     subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(60)]
     rows = store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T0)
     claimed: list[list[int]] = [[], []]

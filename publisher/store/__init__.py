@@ -1,0 +1,67 @@
+"""Subscribers, the send ledger and digest runs, kept in one SQL database.
+
+SQLite is the default (``store.url`` in config.yaml); the SQL is portable, so a
+PostgreSQL URL works unchanged. Every write is its own committed transaction,
+so a process killed at any moment loses nothing it reported as done. Times
+are stored in UTC and returned as aware datetimes; naive datetimes are
+refused, because guessing their zone would shift every schedule.
+
+The modules, each importing only modules listed before it:
+
+* :mod:`.values`: the dataclasses and statuses handed out (pure);
+* :mod:`.addresses`: email addresses and category names, checked (pure);
+* :mod:`.csv_import`: subscriber lists as CSV, read (pure);
+* :mod:`.schema`: the tables, the UTC time type, creating the schema;
+* :mod:`.send_path`: the ledger's status changes and the ``SendPath`` interface;
+* :mod:`.database`: engines, SQLite pragmas, transactions, error translation;
+* :mod:`.sqlalchemy_send` and :mod:`.sqlite_send`: the two send paths;
+* :mod:`.subscribers`, :mod:`.ledger`, :mod:`.runs`: the operations, one
+  mixin each, composed here into :class:`Store`.
+"""
+
+from __future__ import annotations
+
+from publisher.store.addresses import clean_categories, email_problem, normalize_email
+from publisher.store.ledger import LedgerOps
+from publisher.store.runs import RunOps
+from publisher.store.subscribers import SubscriberOps
+from publisher.store.values import (
+    LEDGER_STATUSES,
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    SUBSCRIBER_STATUSES,
+    DigestRun,
+    LedgerRow,
+    Subscriber,
+)
+
+__all__ = [
+    "LEDGER_STATUSES",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SUBSCRIBER_STATUSES",
+    "DigestRun",
+    "LedgerRow",
+    "Store",
+    "Subscriber",
+    "clean_categories",
+    "email_problem",
+    "normalize_email",
+]
+
+
+class Store(SubscriberOps, LedgerOps, RunOps):
+    """The subscriber list, the send ledger and the digest runs of one site.
+
+    Safe to share between threads; several processes may open the same
+    database, and each sees the others' commits.
+    """
+
+    def __init__(self, url: str, *, raw_sqlite: bool = True) -> None:
+        """Open the database at ``url``, creating its tables if they are missing.
+
+        ``raw_sqlite=False`` sends a SQLite file's ledger status changes through
+        SQLAlchemy like every other database's, instead of the faster raw-sqlite3
+        path (:attr:`raw_sqlite`): for tests that compare the two.
+        """
+        super().__init__(url, raw_sqlite=raw_sqlite)

@@ -1,0 +1,216 @@
+"""The tables of the store, how their rows read as values, and the schema's creation.
+
+Portable SQL (SQLite and PostgreSQL): the table definitions, the column type
+that keeps every time in UTC, the conversion of a row to a
+:mod:`~publisher.store.values` dataclass, and :func:`create_schema`, which makes
+the tables and checks the schema version inside a transaction it is given.
+Never opens a connection or a transaction itself: :mod:`.database` does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from publisher.errors import StoreError
+from publisher.store.values import SCHEMA_VERSION, DigestRun, LedgerRow, Subscriber
+
+__all__ = [
+    "UtcDateTime",
+    "as_ledger_row",
+    "as_run",
+    "as_subscriber",
+    "create_schema",
+    "deliveries_table",
+    "ledger_table",
+    "meta_table",
+    "metadata",
+    "runs_table",
+    "schema_version",
+    "subscribers_table",
+]
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware datetimes in, UTC stored without zone (portable), aware UTC out.
+
+    A naive datetime is refused: guessing its zone would shift every schedule.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store needs an aware time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "publisher_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+subscribers_table = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("email_key", sa.String(254), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("confirmed_at", UtcDateTime, nullable=True),
+    # Links in sent mail carry the subscriber id: SQLite must never hand a removed
+    # subscriber's id to someone new (without AUTOINCREMENT it reuses the highest).
+    sqlite_autoincrement=True,
+)
+
+ledger_table = sa.Table(
+    "send_ledger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("post_ids", sa.JSON, nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("sent_at", UtcDateTime, nullable=True),
+    sa.UniqueConstraint("digest", "subscriber_id", name="uq_send_ledger_digest_subscriber"),
+    sa.Index("ix_send_ledger_digest_status", "digest", "status"),
+)
+
+deliveries_table = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # Unbounded: an id holds the post's file name percent-encoded (nine characters for
+    # each Japanese one), and PostgreSQL, unlike SQLite, enforces a VARCHAR's length.
+    sa.Column("post_id", sa.Text, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("delivered_at", UtcDateTime, nullable=False),
+)
+
+runs_table = sa.Table(
+    "digest_runs",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("due_at", UtcDateTime, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("sent", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("uncertain", sa.Integer, nullable=False, default=0),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+)
+
+
+def as_subscriber(row: sa.Row[Any]) -> Subscriber:
+    """A row of ``subscribers`` as a value."""
+    m = row._mapping
+    return Subscriber(
+        id=m["id"],
+        email=m["email"],
+        name=m["name"],
+        categories=tuple(m["categories"]),
+        status=m["status"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        confirmed_at=m["confirmed_at"],
+    )
+
+
+def as_ledger_row(row: sa.Row[Any]) -> LedgerRow:
+    """A row of ``send_ledger`` as a value."""
+    m = row._mapping
+    return LedgerRow(
+        id=m["id"],
+        digest=m["digest"],
+        subscriber_id=m["subscriber_id"],
+        email=m["email"],
+        status=m["status"],
+        post_ids=tuple(m["post_ids"]),
+        message_id=m["message_id"],
+        attempts=m["attempts"],
+        error=m["error"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        sent_at=m["sent_at"],
+    )
+
+
+def as_run(row: sa.Row[Any]) -> DigestRun:
+    """A row of ``digest_runs`` as a value."""
+    m = row._mapping
+    return DigestRun(
+        digest=m["digest"],
+        due_at=m["due_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        status=m["status"],
+        sent=m["sent"],
+        skipped=m["skipped"],
+        failed=m["failed"],
+        uncertain=m["uncertain"],
+        note=m["note"],
+    )
+
+
+# Held while the tables are created, so that processes opening a new PostgreSQL
+# database at once do not all create them (SQLite's BEGIN IMMEDIATE does this there).
+_SCHEMA_LOCK = 0x7075_626C_6973_6872  # "publishr"
+_VERSION = sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")
+
+
+def create_schema(conn: Connection, url: str) -> None:
+    """Create the missing tables and record the version, in the caller's write transaction.
+
+    StoreError if the database was made by a newer publisher (``url`` names it).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+    metadata.create_all(conn)
+    found = conn.execute(_VERSION).scalar()
+    if found is None:
+        conn.execute(meta_table.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+    elif int(found) > SCHEMA_VERSION:
+        raise StoreError(
+            f"store {url}: schema version {found} is newer than this publisher"
+            f" understands ({SCHEMA_VERSION}); upgrade publisher"
+        )
+
+
+def schema_version(conn: Connection) -> int:
+    """The schema version recorded in the database."""
+    return int(conn.execute(_VERSION).scalar_one())

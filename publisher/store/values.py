@@ -1,0 +1,84 @@
+"""What the store hands out: subscribers, ledger rows and digest runs, and their statuses.
+
+Plain frozen dataclasses and constants, the vocabulary every other module of
+the store (and its callers) speaks. Pure: no I/O, no SQL, imports nothing of
+publisher but :mod:`publisher.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from publisher.errors import StoreError
+
+__all__ = [
+    "LEDGER_STATUSES",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SUBSCRIBER_STATUSES",
+    "DigestRun",
+    "LedgerRow",
+    "Subscriber",
+    "check_choice",
+]
+
+SCHEMA_VERSION = 1
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed")
+LEDGER_STATUSES = ("pending", "sending", "sent", "failed")
+RUN_STATUSES = ("running", "done", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """One address that may receive digests."""
+
+    id: int
+    email: str
+    name: str
+    categories: tuple[str, ...]  # empty: every category
+    status: str  # "pending" | "active" | "unsubscribed"
+    created_at: datetime
+    updated_at: datetime
+    confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One planned message: a digest for one subscriber, and where its sending stands."""
+
+    id: int
+    digest: str  # the period key, e.g. "2026-W48"
+    subscriber_id: int
+    email: str
+    status: str  # "pending" | "sending" | "sent" | "failed"
+    post_ids: tuple[str, ...]  # fixed when planned, so a resumed run sends the same message
+    message_id: str
+    attempts: int
+    error: str
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DigestRun:
+    """One digest period's run: when it was due, how it went."""
+
+    digest: str
+    due_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    status: str  # "running" | "done" | "failed" | "skipped"
+    sent: int
+    skipped: int
+    failed: int
+    uncertain: int
+    note: str
+
+
+def check_choice(value: str, choices: Sequence[str], what: str) -> None:
+    """StoreError("<what> <value>: must be one of ...") unless ``value`` is in ``choices``."""
+    if value not in choices:
+        raise StoreError(f"{what} {value!r}: must be one of " + ", ".join(choices))
