@@ -15,6 +15,8 @@ traceback::
         ├── TemporarySendError   worth retrying (4xx, dropped connection before DATA)
         ├── PermanentSendError   not worth retrying for this recipient (5xx)
         └── UncertainSendError   connection lost after DATA: delivery unknown, never retried
+
+Pure: no I/O, and imports nothing of publisher.
 """
 
 from __future__ import annotations

@@ -9,4 +9,7 @@ ones; :mod:`.render` renders the bodies and makes those files' bytes;
 :mod:`.workers` fans work out to forked processes; :mod:`.output` writes
 files atomically inside the output folder; :mod:`.reader` reads the posts
 for the digest and the web forms without building.
+
+A build never writes outside ``paths.output`` and ``paths.cache``, and nothing
+here sends mail or touches the store.
 """

@@ -3,6 +3,8 @@
 This is the I/O edge in front of :mod:`publisher.site.posts`: it walks
 ``paths.posts``, skips editor leftovers, refuses oversized files before
 reading them, and parses only files whose stat and content changed.
+
+It never writes a file: the cache is updated in memory, and the write step saves it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ are pure CPU work in Python, so a cold build uses forked worker processes,
 the calling process doing one share itself. Forking is only safe in a
 process that runs no other threads, so the long-running scheduler (which
 rebuilds warm, from its cache) always works in one process.
+
+What it must never do: fork while another thread runs (:func:`worker_count` then says 1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""``publisher serve``: the subscribe/unsubscribe pages and a preview of the built site."""
+"""``publisher serve``: the subscribe/unsubscribe pages and a preview of the built site.
+
+Never answers a request itself: the app and its server are :mod:`publisher.web`'s.
+"""
 
 from __future__ import annotations
 

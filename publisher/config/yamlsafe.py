@@ -3,6 +3,8 @@
 PyYAML can be built without libyaml (some distributions' packages, a source
 install without the headers); it then lacks ``CSafeLoader``, and the pure
 Python ``SafeLoader`` reads the same YAML.
+
+Never hands out a loader that can build arbitrary Python objects.
 """
 
 from __future__ import annotations

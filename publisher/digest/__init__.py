@@ -17,4 +17,6 @@ The pipeline, one module per step; the pure steps first, I/O at the edges:
 * :mod:`~publisher.digest.send`: the ledger-driven run: plan, deliver, finish;
 * :mod:`~publisher.digest.preview`: one subscriber's digest, never sent or recorded;
 * :mod:`~publisher.cli.digest`: ``publisher digest preview|send|status|resolve``.
+
+No module here but :mod:`~publisher.digest.deliver` hands a message to a backend.
 """

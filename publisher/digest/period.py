@@ -11,6 +11,8 @@ the same week, day or month therefore keeps the key.
 The schedule is a five-field crontab line read in ``site.timezone`` (see
 :mod:`publisher.config.crontab`). Use :func:`schedule_trigger` wherever the
 schedule is turned into fire times, so the scheduler and the digest agree.
+
+Pure: the time is an argument; no clock, file or store.
 """
 
 from __future__ import annotations

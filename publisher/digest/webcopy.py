@@ -4,6 +4,9 @@ One page per period, not personalised: it holds every post that went out in
 that period, grouped by category, and no one's name or unsubscribe link, so
 it is safe to publish with the site. Written atomically, so a reader who
 clicks the link while it is being rewritten still gets a whole page.
+
+Never writes outside ``paths.output``: the path goes through
+:func:`publisher.build.output.safe_join`.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ None, and the caller sends that part in base64 instead.
 
 Works on UTF-8 bytes with CRLF line ends: spaces, quotes and angle brackets
 are single bytes that never occur inside a multi-byte character.
+
+Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ A backend whose ``send`` may be called from several threads at once says how
 many with a ``concurrency`` attribute (the SMTP backend: ``smtp.connections``),
 and may offer ``connect()`` to open a new thread's connection before it takes
 any work; a sender uses one thread for any other backend.
+
+Pure: no I/O; nothing here sends a message, a backend does.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Like httpx's MockTransport, it stands in for the real thing where no server is
 wanted, and can be told to fail for given recipients, so a send loop's handling
 of every outcome can be checked without a network.
+
+Never touches the network or a file: every message stays in memory.
 """
 
 from __future__ import annotations

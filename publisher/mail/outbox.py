@@ -7,6 +7,8 @@ message. The file is named after the Message-ID, so sending the same message
 again replaces its file instead of adding a second one. Files are private to
 their owner (mode 0600, a new folder 0700): they hold readers' addresses and
 personal links.
+
+What it must never do: write a file outside its folder, or one that others may read.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ The bytes come in two forms. The usual one may carry 8-bit text (parts with
 shorter and has fewer lines than base64 or quoted-printable: a server that
 announces 8BITMIME gets it. The 7-bit form, every part in base64, is made
 only when a server without 8BITMIME asks for it.
+
+Pure: no I/O; nothing here sends the bytes, a backend does.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ inboxes. Signatures are compared in constant time, so response timing reveals
 nothing about the expected value.
 
 Format: ``v1.<subscriber id>.<base64url signature>``; URL-safe as it stands.
+
+What it must never do: accept a token made for another purpose, or say in an error
+what the right signature would be.
 """
 
 from __future__ import annotations

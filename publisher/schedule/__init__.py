@@ -8,4 +8,7 @@ and retries; :mod:`.watch` turns file events into settled rebuilds.
 skipped, and :mod:`.plans`, as free of I/O, when the next publish or retry
 falls due; :mod:`.lock` keeps one process per state folder; :mod:`.status` and
 :mod:`.runlog` record what happened for ``publisher status`` and the logs.
+
+Nothing here builds a feed or sends a message itself: the jobs call
+:mod:`publisher.build` and :mod:`publisher.digest`.
 """

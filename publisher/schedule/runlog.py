@@ -6,6 +6,8 @@ to a job, such as each rejected post's ``posts/x.md:LINE:COL: ...`` line,
 follow it as lines of their own. By default lines are plain text; with
 ``--json-logs`` each is one JSON object, so journald or a log shipper can
 filter on ``job`` and ``result`` without parsing prose.
+
+It never opens a log file of its own: lines go to a stream, stderr by default.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ started it, replaces ``<paths.state>/status.json`` atomically with a
 future posts waiting for their date. Digest runs are not copied here: the
 store is their one record. :func:`describe` turns all of it into the lines
 ``publisher status`` prints, without I/O, so tests drive it with plain values.
+
+What it must never do: leave a half-written status file, or fail on one it cannot
+read (that reads as no record).
 """
 
 from __future__ import annotations

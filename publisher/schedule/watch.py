@@ -13,6 +13,9 @@ only once no new change arrived for :data:`SETTLE_MS`, or after
 :data:`MAX_BATCH_MS` of continuous changes. A vim save (a test file, a swap
 file, a backup, a rename) is one batch a fraction of a second later; a
 ``git checkout`` of thousands of files is one or two.
+
+What it must never do: turn the build's own writes (``paths.output``,
+``paths.cache``, ``paths.state``) into a rebuild.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Jekyll accepts ``2025-09-07 08:26:39 +0000``, ``2025-09-07T08:26:39+09:00`` and
 ``2025-09-07``; a date without an offset is in the site's time zone. A strict
 pattern is used rather than a lenient parser so that a typo is an error, not a
 surprising date.
+
+Pure: no I/O.
 """
 
 from __future__ import annotations

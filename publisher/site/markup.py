@@ -5,6 +5,8 @@ be made absolute against the post's own URL, and anything that runs script
 must go: the HTML passes an allowlist sanitizer (nh3, the Ammonia bindings)
 rather than a hand-written blocklist, which is the kind of code that misses a
 case.
+
+Pure: no I/O; the body comes in as text.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ quoted strings, flow lists of names) is read by a fast path. The fast path
 decides nothing itself: plain scalars are typed by PyYAML's own resolver and
 constructor, and any line it is not sure of sends the whole block to PyYAML.
 The test suite checks that both readers agree.
+
+Pure: no I/O.
 """
 
 from __future__ import annotations

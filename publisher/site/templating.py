@@ -3,6 +3,8 @@
 A site's own ``templates/`` folder (``paths.templates``) comes first, so a
 writer overrides any built-in template by saving a file of the same name;
 the built-in defaults ship inside the package.
+
+Only reads template files: nothing here writes one or renders a template.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Slugs keep Unicode letters (``AI技術`` becomes ``ai技術``), as Jekyll's defa
 slugify does, so Japanese categories get readable feed folders. Wherever a URL
 is written into a feed it is percent-encoded, because feed validators and some
 readers reject raw non-ASCII in links.
+
+Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ The modules, each importing only modules listed before it:
 * :mod:`.sqlalchemy_send` and :mod:`.sqlite_send`: the two send paths;
 * :mod:`.subscribers`, :mod:`.ledger`, :mod:`.runs`: the operations, one
   mixin each, composed here into :class:`Store`.
+
+Nothing here sends mail or reads a post: the store only keeps the records.
 """
 
 from __future__ import annotations

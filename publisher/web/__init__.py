@@ -12,6 +12,9 @@ tokens; :mod:`.ratelimit` slows down a client that subscribes too often;
 :mod:`.categories` lists the site's categories; :mod:`.preview` finds and
 describes the built site's files. :func:`serve_in_thread` (:mod:`.server`)
 runs the app beside ``publisher run`` and returns a handle with ``.stop()``.
+
+Nothing here builds the site or sends a digest: the preview only reads
+``paths.output``.
 """
 
 from __future__ import annotations

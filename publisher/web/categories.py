@@ -5,6 +5,9 @@ through one :class:`~publisher.build.reader.SiteReader`, which starts from the
 build's cache and keeps it in memory: a post file is parsed again only when
 it changed, an unchanged one is not even opened again, and the folder is looked
 at again at most every :data:`REFRESH` seconds, so a busy form costs no disk reads.
+
+What it must never do: offer a draft or a scheduled post, or write the build's
+cache (the reader's copy stays in memory).
 """
 
 from __future__ import annotations

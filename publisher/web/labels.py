@@ -2,6 +2,8 @@
 
 Chosen by ``site.language`` ("ja", "ja-JP", "en-US"), falling back to English
 word by word, so a site's own templates may use these or their own text.
+
+Pure: no I/O.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Every page is a template a site may override (``templates/web_*.html.j2`` in
 the site folder), in the site's language, with one small stylesheet and no
 script at all. Links and form actions are relative, so the app works the same
 behind a proxy that serves it under a sub-path of the site.
+
+Nothing here reads a request or touches the store.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ through its addresses. The number of buckets is capped; full buckets are the
 first to go, as forgetting them changes nothing.
 
 Not thread-safe by itself: the app calls it from its event loop only.
+
+No I/O: the caller passes the time, and nothing is kept on disk or in the store.
 """
 
 from __future__ import annotations

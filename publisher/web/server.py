@@ -7,6 +7,9 @@ free port and say which (the tests use that, so two runs never race for one).
 Access log lines name the URL path, and link tokens are in paths: they are
 written as ``/unsubscribe/…`` instead, so a log is no key to anyone's
 subscription.
+
+It never believes ``X-Forwarded-For`` except from a proxy that
+``server.trusted_proxies`` names.
 """
 
 from __future__ import annotations
