@@ -29,6 +29,15 @@ class Site:
     root: Path
     settings: dict[str, Any]
 
+    @classmethod
+    def create(cls, root: Path, site: dict[str, Any], /, **sections: Any) -> Site:
+        """A new site folder at ``root``: an empty posts/ and a config.yaml of the ``site``
+        section and ``sections``."""
+        (root / "posts").mkdir(parents=True)
+        made = cls(root, {"site": site})
+        made.write_config(**sections)
+        return made
+
     @property
     def posts(self) -> Path:
         return self.root / "posts"
@@ -84,23 +93,17 @@ def run_publisher(
 @pytest.fixture
 def site(tmp_path: Path) -> Site:
     """An empty site at example.com in Asia/Tokyo; add posts with ``site.post``."""
-    root = tmp_path / "site"
-    (root / "posts").mkdir(parents=True)
-    made = Site(
-        root,
+    return Site.create(
+        tmp_path / "site",
         {
-            "site": {
-                "title": "Test Site",
-                "url": "https://example.com",
-                "description": "A site for tests",
-                "language": "ja",
-                "author": "Site Author",
-                "timezone": "Asia/Tokyo",
-            },
+            "title": "Test Site",
+            "url": "https://example.com",
+            "description": "A site for tests",
+            "language": "ja",
+            "author": "Site Author",
+            "timezone": "Asia/Tokyo",
         },
     )
-    made.write_config()
-    return made
 
 
 @pytest.fixture

@@ -180,11 +180,16 @@ def test_a_missing_or_unreadable_build_cache_means_a_cold_read(site: Site) -> No
 # --- digest send and preview -------------------------------------------------------------------
 
 
-def _news(site: Site, store_url: str) -> Config:
+def _built_news(site: Site, store_url: str) -> Config:
+    """The three posts and one reader (Ann), built once; then the Python post's title is
+    forged to "Python nows" behind the build's back (its stat unchanged)."""
     site.write_config(digest={"from": "Test Site <news@example.com>"}, store={"url": store_url})
     config = _three_posts(site)
     with Store.open(config) as store:
         store.add_subscriber("ann@example.net", name="Ann", categories=(), now=JOINED)
+    build(config)
+    # Unchanged to any reader that trusts the build's stat; a cold read sees the new title.
+    _forge(site.posts / "2026-11-20-python.md", "Python news", "Python nows")
     return config
 
 
@@ -195,10 +200,7 @@ def _text(rendered_text: str) -> str:
 def test_digest_send_reads_through_the_builds_cache_and_sees_later_edits(
     site: Site, store_url: str
 ) -> None:
-    config = _news(site, store_url)
-    build(config)
-    # Unchanged to any reader that trusts the build's stat; a cold read sees the new title.
-    _forge(site.posts / "2026-11-20-python.md", "Python news", "Python nows")
+    config = _built_news(site, store_url)
     assert [p.title for p in load_site(config, NOW)[0].published][-1] == "Python nows"
     site.post("2026-11-21-ai.md", "title: AIの話、続き\ncategories: [AI技術]")  # a real edit
     with Store.open(config) as store, MemoryBackend() as backend:
@@ -216,9 +218,7 @@ def test_digest_send_reads_through_the_builds_cache_and_sees_later_edits(
 def test_digest_preview_reads_through_the_builds_cache_and_sees_later_edits(
     site: Site, store_url: str
 ) -> None:
-    config = _news(site, store_url)
-    build(config)
-    _forge(site.posts / "2026-11-20-python.md", "Python news", "Python nows")
+    config = _built_news(site, store_url)
     site.post("2026-11-21-ai.md", "title: AIの話、続き\ncategories: [AI技術]")
     (site.posts / "2026-11-22-draft.md").unlink()
     site.post("2026-11-22-new.md", "title: Brand new\ncategories: [New]")

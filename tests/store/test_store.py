@@ -23,7 +23,14 @@ import pytest
 import sqlalchemy as sa
 
 from publisher.errors import StoreError
-from publisher.store import SCHEMA_VERSION, Store, email_problem, normalize_email
+from publisher.store import (
+    SCHEMA_VERSION,
+    LedgerRow,
+    Store,
+    Subscriber,
+    email_problem,
+    normalize_email,
+)
 from tests.conftest import REPO, Site
 from tests.databases import LEDGER_BACKENDS, Backend, backend
 
@@ -387,12 +394,21 @@ def test_a_post_id_longer_than_255_characters_is_delivered(ledger_store: Store) 
     assert store.ledger("2026-W49", "sent")[0].post_ids == (long_id, "p1")
 
 
-def test_failures_temporary_and_permanent(ledger_store: Store) -> None:
-    store = ledger_store
+def plan_ann_and_bob(store: Store) -> tuple[Subscriber, Subscriber, LedgerRow, LedgerRow]:
+    """Ann and Bob, subscribed at T0, each with one pending 2026-W49 message of p1 planned at T0.
+
+    Returns (ann, bob, ann's row, bob's row).
+    """
     ann = store.add_subscriber("ann@example.com", now=T0)
     bob = store.add_subscriber("bob@example.com", now=T0)
     a = store.plan_send("2026-W49", ann.id, ["p1"], "<a@x>", now=T0)
     b = store.plan_send("2026-W49", bob.id, ["p1"], "<b@x>", now=T0)
+    return ann, bob, a, b
+
+
+def test_failures_temporary_and_permanent(ledger_store: Store) -> None:
+    store = ledger_store
+    _ann, bob, a, b = plan_ann_and_bob(store)
     store.mark_sending(a.id, now=T0)
     store.mark_pending(a.id, "451 try again later", now=T1)
     store.mark_sending(a.id, now=T1)
@@ -408,10 +424,7 @@ def test_failures_temporary_and_permanent(ledger_store: Store) -> None:
 
 def test_an_operator_resolves_uncertain_rows(ledger_store: Store) -> None:
     store = ledger_store
-    ann = store.add_subscriber("ann@example.com", now=T0)
-    bob = store.add_subscriber("bob@example.com", now=T0)
-    a = store.plan_send("2026-W49", ann.id, ["p1"], "<a@x>", now=T0)
-    b = store.plan_send("2026-W49", bob.id, ["p1"], "<b@x>", now=T0)
+    ann, bob, a, b = plan_ann_and_bob(store)
     store.mark_sending(a.id, now=T0)
     store.mark_sending(b.id, now=T0)
     store.resolve(a.id, sent=True, now=T1)

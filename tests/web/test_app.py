@@ -31,20 +31,17 @@ BASE = "https://news.example.com"
 
 
 def make_site(root: Path, **sections: Any) -> Site:
-    (root / "posts").mkdir(parents=True)
-    site = Site(
+    site = Site.create(
         root,
         {
-            "site": {
-                "title": "テストサイト",
-                "url": "https://example.com",
-                "language": "ja",
-                "email": "news@example.com",
-                "timezone": "Asia/Tokyo",
-            },
+            "title": "テストサイト",
+            "url": "https://example.com",
+            "language": "ja",
+            "email": "news@example.com",
+            "timezone": "Asia/Tokyo",
         },
+        **sections,
     )
-    site.write_config(**sections)
     site.post(
         "2026-11-27-tech.md",
         "title: 新しい記事\ndate: 2026-11-27 10:00:00 +0900\ncategories: [Tech, 旅行]",
