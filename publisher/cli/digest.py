@@ -54,6 +54,17 @@ def _period(config: Config, store: Store, key: str | None, now: datetime) -> Per
 
 
 @contextmanager
+def _locked_store(config: Config, busy: str) -> Iterator[Store]:
+    """The digest lock (held by a send elsewhere: one line saying ``busy``, exit 2), then
+    the store; every command that may change the ledger goes through it."""
+    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
+    from publisher.store import Store
+
+    with StateLock(lock_path(config, DIGEST_LOCK), busy), Store.open(config) as store:
+        yield store
+
+
+@contextmanager
 def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on stderr, only for a person watching a terminal."""
     if not enabled:
@@ -135,15 +146,10 @@ def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
     downtime); --late-ok sends it, once. Exit 1 if any message failed or is uncertain.
     """
     from publisher.schedule.catchup import catch_up_decision
-    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
-    from publisher.store import Store
 
     config = state.config
     now = state.clock()
-    with (
-        StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent"),
-        Store.open(config) as store,
-    ):
+    with _locked_store(config, "a digest is being sent") as store:
         period = _period(config, store, key, now)
         run = store.get_run(period.key)
         if run is not None and run.status == "skipped" and not late_ok:
@@ -210,15 +216,9 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
     EMAIL only, if given) back to pending and sends them, as `digest send
     --period KEY` would. Exit 1 if any message failed or is uncertain.
     """
-    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
-    from publisher.store import Store
-
     config = state.config
     now = state.clock()
-    with (
-        StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent; retry after it"),
-        Store.open(config) as store,
-    ):
+    with _locked_store(config, "a digest is being sent; retry after it") as store:
         period = _period(config, store, key, now)
         ids: list[int] | None = None
         if emails:
@@ -287,19 +287,13 @@ def status(state: State, key: str | None) -> None:
 @click.pass_obj
 def resolve(state: State, email: str, key: str | None, sent: bool | None) -> None:
     """Decide about an uncertain message, after checking whether it arrived."""
-    from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
-    from publisher.store import Store
-
     if sent is None:
         raise click.UsageError("say what happened: --sent or --not-sent")
     config = state.config
     now = state.clock()
     # While a send runs, a message in "sending" may just be on its way: not a
     # question for the operator yet.
-    with (
-        StateLock(lock_path(config, DIGEST_LOCK), "a digest is being sent; resolve after it"),
-        Store.open(config) as store,
-    ):
+    with _locked_store(config, "a digest is being sent; resolve after it") as store:
         key = key or _current_period(config, now).key
         subscriber = store.get_subscriber(email)
         if subscriber is None:
