@@ -60,7 +60,7 @@ __all__ = [
     "write_index",
 ]
 
-_FORMAT = (7, __version__)
+_FORMAT = (8, __version__)  # 8: a body that is not UTF-8 rejects its post
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"

@@ -228,8 +228,12 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
                 if subscriber is None:
                     raise PublisherError(f"{email}: no such subscriber")
                 ids.append(subscriber.id)
+        if store.get_run(period.key) is None:
+            raise PublisherError(f"digest {period.key}: nothing was sent for it; nothing to retry")
         count = store.retry_failed(period.key, now=now, subscriber_ids=ids)
         click.echo(f"digest {period.key}: {count} failed messages back to pending")
+        if not count:
+            sys.exit(0)
         report = _send(state, store, period)
     _exit_with(report)
 

@@ -54,6 +54,7 @@ from publisher.mail.headers import (
     folded,
     list_id,
     sender,
+    subject_header,
 )
 from publisher.mail.prepared import PreparedMessage
 
@@ -274,7 +275,7 @@ class MessageBuilder:
         head = (
             f"{self._before_to}"
             f"To:{to}\r\n"
-            f"Subject:{folded('Subject', subject)}\r\n"
+            f"Subject:{subject_header(subject)}\r\n"
             f"Date: {format_datetime(now.astimezone(config.site.timezone))}\r\n"
             f"Message-ID: {message_id}\r\n"
             f"List-ID:{self._list_id}\r\n"

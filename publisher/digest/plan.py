@@ -8,7 +8,7 @@ comes in through the ``delivered`` callable, and the ledger rows as values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime, timedelta
 
 from publisher.config import Config
@@ -70,7 +70,15 @@ def plan_selections(
     return chosen, nothing
 
 
-def selection_for(row: LedgerRow, subscriber: Subscriber, by_id: dict[str, Post]) -> Selection:
-    """The message a planned row carries: its fixed posts, grouped as the subscriber reads."""
-    posts = [by_id[post_id] for post_id in row.post_ids if post_id in by_id]
+def selection_for(
+    row: LedgerRow,
+    subscriber: Subscriber,
+    by_id: dict[str, Post],
+    delivered: Collection[str] = frozenset(),
+) -> Selection:
+    """The message a planned row carries: its fixed posts that are still published and
+    not ``delivered`` since (by a later digest), grouped as the subscriber reads."""
+    posts = [
+        by_id[post_id] for post_id in row.post_ids if post_id in by_id and post_id not in delivered
+    ]
     return group_posts(posts, subscriber.categories)

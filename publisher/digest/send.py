@@ -170,6 +170,16 @@ def _work(
 
     A row planned by this call reuses the selection it was planned from.
     """
+    # A row planned earlier (resumed, or put back by digest retry) may carry posts that a
+    # later period's digest has delivered meanwhile: they are not sent twice.
+    resumed = [
+        sid
+        for sid, row in rows.items()
+        if row.status == "pending"
+        and sid in active
+        and (sid not in planned or planned[sid].post_ids != row.post_ids)
+    ]
+    delivered = store.delivered_post_ids_by_subscriber(resumed) if resumed else {}
     todo: list[Item] = []
     for sid, row in rows.items():
         if row.status != "pending":
@@ -179,11 +189,12 @@ def _work(
         if subscriber is None:
             reason = "not sent: the subscriber is no longer active"
         else:
-            selection = planned.get(sid) or selection_for(row, subscriber, by_id)
-            if selection.post_ids != row.post_ids:
-                selection = selection_for(row, subscriber, by_id)
+            if sid in delivered:
+                selection = selection_for(row, subscriber, by_id, delivered[sid])
+            else:
+                selection = planned[sid]
             if not selection.groups:
-                reason = "not sent: none of its posts is published any more"
+                reason = "not sent: its posts are unpublished, or a later digest delivered them"
         if reason:
             report.skipped += 1
             if not dry_run:

@@ -22,6 +22,7 @@ from publisher import __version__
 from publisher.config import Config
 from publisher.feeds.scopes import Scope, post_url
 from publisher.site.markup import Rendered
+from publisher.site.posts import plain_title
 from publisher.site.urls import url_join
 
 __all__ = ["feed_document", "opml_document", "quoteattr"]
@@ -63,11 +64,12 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
         body = rendered[post.id]
         fe.id(post.id)
         fe.guid(post.id, permalink=False)
-        fe.title(post.title)
+        title = plain_title(post.title)
+        fe.title(title)
         fe.link(href=post_url(config, post), rel="alternate")
         fe.published(_in_zone(config, post.date))
         fe.updated(_in_zone(config, post.modified))
-        fe.summary(body.summary or post.title)
+        fe.summary(body.summary or title)
         if config.feeds.content == "full":
             fe.content(body.html, type="html")
         author = post.author or site.author
@@ -90,18 +92,19 @@ def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -
     items: list[dict[str, Any]] = []
     for post in scope.posts:
         body = rendered[post.id]
+        title = plain_title(post.title)
         item: dict[str, Any] = {
             "id": post.id,
             "url": post_url(config, post),
-            "title": post.title,
-            "summary": body.summary or post.title,
+            "title": title,
+            "summary": body.summary or title,
             "date_published": _in_zone(config, post.date).isoformat(),
             "date_modified": _in_zone(config, post.modified).isoformat(),
         }
         if config.feeds.content == "full":
             item["content_html"] = body.html
         else:
-            item["content_text"] = body.summary or post.title
+            item["content_text"] = body.summary or title
         if post.categories or post.tags:
             item["tags"] = list(dict.fromkeys(post.categories + post.tags))
         author = post.author or site.author

@@ -38,6 +38,7 @@ __all__ = [
     "mail_host",
     "make_message_id",
     "sender",
+    "subject_header",
 ]
 
 # CRLF line ends as SMTP wants them; headers are folded here, set raw and kept
@@ -130,11 +131,23 @@ def ascii_url(url: str) -> str:
     return parts._replace(netloc=netloc, path=path).geturl()
 
 
+# A line break that is not a fold (CRLF and a blank): it would end the header.
+_BREAK = re.compile(r"\r\n(?![ \t])|\r(?!\n)|(?<!\r)\n")
+
+
 def fold(name: str, value: str) -> str:
     """``value`` folded and RFC 2047-encoded as header ``name`` carries it: what follows
-    ``name:``, starting with a space, or with a fold when the first word is long."""
+    ``name:``, starting with a space, or with a fold when the first word is long.
+
+    The mail library decodes encoded words while it parses, so a value holding
+    ``=?utf-8?q?a=0D=0A...?=`` could come out with a real line break: a folded
+    value with any break but a fold is refused (:class:`PermanentSendError`).
+    """
     line: str = POLICY.header_factory(name, value).fold(policy=POLICY)
-    return line[len(name) + 1 : -len(POLICY.linesep)]
+    result = line[len(name) + 1 : -len(POLICY.linesep)]
+    if _BREAK.search(result):
+        raise PermanentSendError(f"{name}: refusing a header that would break the line")
+    return result
 
 
 # The header registry parses and folds a value in about a tenth of a millisecond;
@@ -148,18 +161,47 @@ _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_
 _WORD_OCTETS = 45
 
 
-def _encoded_words(text: str) -> list[str]:
-    """``text`` as RFC 2047 "B" encoded words, never splitting a character between two."""
+def _encoded_words(text: str, limit: int = _WORD_OCTETS) -> list[str]:
+    """``text`` as RFC 2047 "B" encoded words of at most ``limit`` octets each, never
+    splitting a character between two."""
     chunks: list[bytes] = []
     current = b""
     for char in text:
         octets = char.encode("utf-8")
-        if current and len(current) + len(octets) > _WORD_OCTETS:
+        if current and len(current) + len(octets) > limit:
             chunks.append(current)
             current = b""
         current += octets
     chunks.append(current)
     return ["=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=" for chunk in chunks]
+
+
+def subject_header(value: str) -> str:
+    """A Subject header's value, folded, as it follows ``Subject:``; refuses CR and LF.
+
+    Text holding ``=?`` (a post title about encoded words, or one hiding a line
+    break in one) is written here as RFC 2047 encoded words, so that no mail
+    program decodes it into something else; any other text is folded by the
+    library, which then has nothing to decode.
+    """
+    check_header("Subject", value)
+    if "=?" not in value:
+        return folded("Subject", value)
+    # 42 octets make a word of 68 characters: "Subject: " and one word stay within 78.
+    return _fold_words("Subject", _encoded_words(value, 42))
+
+
+def _fold_words(name: str, words: list[str]) -> str:
+    """``words`` joined by blanks, folded before a word that would pass 78 characters."""
+    lines: list[str] = []
+    line = f"{name}:"
+    for word in words:
+        if len(line) + 1 + len(word) > 78 and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return "\r\n".join(lines)[len(name) + 1 :]
 
 
 def address_header(name: str, address: str) -> str:
@@ -191,15 +233,7 @@ def address_header(name: str, address: str) -> str:
         words = [w if _ATOMS.fullmatch(w) else _quoted(w) for w in name.split(" ")]
     else:
         words = _encoded_words(name)
-    lines: list[str] = []
-    line = "To:"
-    for word in [*words, f"<{address}>" if words else address]:
-        if len(line) + 1 + len(word) > 78 and line != "To:":
-            lines.append(line)
-            line = ""
-        line += " " + word
-    lines.append(line)
-    return "\r\n".join(lines)[len("To:") :]
+    return _fold_words("To", [*words, f"<{address}>" if words else address])
 
 
 def _quoted(text: str) -> str:

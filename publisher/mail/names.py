@@ -38,8 +38,6 @@ _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 # Lone surrogates: what Python makes of bytes that are not UTF-8 in argv.
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
-# A word that decodes to another encoded word is decoded again, this many times at most.
-_DECODE_ROUNDS = 3
 
 
 def _decode_word(match: re.Match[str]) -> str:
@@ -51,9 +49,9 @@ def _decode_word(match: re.Match[str]) -> str:
 
 
 def _decoded(text: str) -> str:
-    for _ in range(_DECODE_ROUNDS):
-        if "=?" not in text:
-            break
+    # Until nothing changes: every decoded word is shorter than the word, so this ends,
+    # and no nesting, however deep, hides a line break.
+    while "=?" in text:
         decoded = _ENCODED_WORD.sub(_decode_word, text)
         if decoded == text:
             break

@@ -10,6 +10,7 @@ and which are drafts.
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ __all__ = [
     "content_digest",
     "is_post_file",
     "parse_post",
+    "plain_title",
     "read_body",
     "remove_xml_illegal",
     "split_posts",
@@ -109,6 +111,40 @@ def remove_xml_illegal(text: str) -> tuple[str, bool]:
     """Strip code points XML forbids; report whether any were found."""
     cleaned = _XML_ILLEGAL.sub("", text)
     return cleaned, len(cleaned) != len(text)
+
+
+# A tag or a comment: "<" followed by a tag name (so "a < b" is text), up to its ">".
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
+
+
+def plain_title(text: str) -> str:
+    """A title as plain text, as jekyll-feed writes it: tags stripped, character
+    references decoded once, white space (line breaks too) folded to single spaces.
+
+    Feeds then escape it for their own format, so ``Tom &amp; Jerry <b>bold</b>``
+    reads "Tom & Jerry bold" in every feed reader and no feed carries undeclared
+    HTML in a title. (Digests and pages show the title as written, escaped.)
+    """
+    if "<" in text:
+        text = _TAG.sub("", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return " ".join(text.split())
+
+
+def _body_problem(source: str, data: bytes, start: int) -> PostError | None:
+    """The error for a body (``data[start:]``) that is not UTF-8, or None."""
+    body = data[start:]
+    if body.isascii():
+        return None
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        line = data.count(b"\n", 0, at) + 1
+        col = at - (data.rfind(b"\n", 0, at) + 1) + 1
+        return PostError(source, f"not valid UTF-8 (byte 0x{data[at]:02X})", line, col, "body")
+    return None
 
 
 def _decode(source: str, data: bytes, first_line: int) -> str:
@@ -312,6 +348,12 @@ def parse_post(
     post_id = explicit_id or f"tag:{host},{day}:{path_key}"
 
     draft = bool(meta.get("draft") is True or meta.get("published") is False)
+    # Checked last, so that a problem in the front matter, which comes first in
+    # the file, is the one reported. A body that is not UTF-8 would otherwise be
+    # published with replacement characters and no word to the writer.
+    problem = _body_problem(source, data, body_offset + (3 if data.startswith(_BOM) else 0))
+    if problem is not None:
+        raise problem
 
     return Post(
         source=source,

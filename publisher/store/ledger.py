@@ -30,7 +30,13 @@ from sqlalchemy.engine import Connection
 
 from publisher.errors import StoreError
 from publisher.store.database import Conflict, Database, detail
-from publisher.store.schema import as_ledger_row, deliveries_table, ledger_table, subscribers_table
+from publisher.store.schema import (
+    as_ledger_row,
+    deliveries_table,
+    ledger_table,
+    runs_table,
+    subscribers_table,
+)
 from publisher.store.send_path import (
     RESOLVED_UNSENT,
     TO_FAILED,
@@ -266,7 +272,12 @@ class LedgerOps(Database):
         self, digest: str, *, now: datetime, subscriber_ids: Iterable[int] | None = None
     ) -> int:
         """Put the failed rows of a period (of these subscribers, if given) back to
-        pending, for a cause that has been fixed; returns how many."""
+        pending, for a cause that has been fixed; returns how many.
+
+        A period recorded as done becomes failed (something is owed) in the same
+        transaction, so that rows put back are never left pending under a run
+        that says all went out, even if the send that follows is interrupted.
+        """
         where = (ledger_table.c.digest == digest) & (ledger_table.c.status == "failed")
         if subscriber_ids is not None:
             where = where & ledger_table.c.subscriber_id.in_(list(subscriber_ids))
@@ -276,4 +287,11 @@ class LedgerOps(Database):
                 .where(where)
                 .values(status="pending", error="retried by the operator", updated_at=now)
             )
-        return int(result.rowcount)
+            count = int(result.rowcount)
+            if count:
+                conn.execute(
+                    runs_table.update()
+                    .where((runs_table.c.digest == digest) & (runs_table.c.status == "done"))
+                    .values(status="failed", note="failed messages put back by digest retry")
+                )
+        return count

@@ -14,7 +14,7 @@ from email.utils import format_datetime, make_msgid
 import jinja2
 
 from publisher.config import Config
-from publisher.mail.headers import POLICY, address_header, check_header, mail_host, sender
+from publisher.mail.headers import POLICY, address_header, mail_host, sender, subject_header
 from publisher.web.labels import labels_for
 
 __all__ = ["HTML_TEMPLATE", "TEXT_TEMPLATE", "confirmation_message"]
@@ -49,8 +49,8 @@ def confirmation_message(
     # decodes an encoded word in a name while it parses, and would write the
     # line break hidden in one straight into the header.
     message.set_raw("To", address_header(name, email).lstrip())
-    message["Subject"] = check_header(
-        "Subject", labels["email_subject"].format(site=config.site.title)
+    message.set_raw(
+        "Subject", subject_header(labels["email_subject"].format(site=config.site.title)).lstrip()
     )
     message["Date"] = format_datetime(now.astimezone(config.site.timezone))
     # A new id every time: each confirmation is a message of its own.

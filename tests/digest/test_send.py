@@ -175,6 +175,31 @@ def test_permanent_failure_fails_that_row_and_the_run_goes_on(news: Site, store:
     assert again.sent == 0 and backend.messages == []  # not retried
 
 
+def test_a_retried_row_never_resends_posts_a_later_digest_delivered(
+    news: Site, store: Store
+) -> None:
+    config = news.config()
+    backend = MemoryBackend()
+    backend.fail_for("bob@example.net", PermanentSendError("550 mailbox full"))
+    first, _ = send(config, store, W48, backend)
+    assert (first.sent, first.failed) == (1, 1)
+    run = store.get_run("2026-W48")
+    assert run is not None and run.status == "done"
+    # The next week's digest reaches Bob with the post his W48 message would have had.
+    _later, backend = send(config, store, W49)
+    assert titles(backend.to("bob@example.net")[0]) == ["Future post", "Python news"]
+    # The mailbox is fixed and the operator retries W48: nothing is left to send Bob.
+    assert store.retry_failed("2026-W48", now=W49) == 1
+    run = store.get_run("2026-W48")
+    assert run is not None and run.status == "failed"  # owed, until the send below
+    retried, backend = send(config, store, W48)
+    assert (retried.sent, backend.messages) == (0, [])
+    [row] = store.ledger("2026-W48", "failed")
+    assert row.error == "not sent: its posts are unpublished, or a later digest delivered them"
+    run = store.get_run("2026-W48")
+    assert run is not None and run.status == "done"
+
+
 def test_temporary_failure_is_retried_by_the_next_run(news: Site, store: Store) -> None:
     config = news.config()
     backend = MemoryBackend()

@@ -7,6 +7,7 @@ operator sees.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 from datetime import UTC, datetime
 
@@ -182,3 +183,49 @@ def test_a_title_with_a_line_break_is_one_line_in_the_subject(
     [received] = smtp_server.messages
     assert received.message["Bcc"] is None
     assert received.message["Subject"] == "First line Bcc: evil@example.com"
+
+
+def nested(text: str, layers: int) -> str:
+    """``text`` wrapped in ``layers`` RFC 2047 "B" encoded words, one inside the other."""
+    for _ in range(layers):
+        text = "=?utf-8?b?" + base64.b64encode(text.encode()).decode() + "?="
+    return text
+
+
+def test_an_encoded_line_break_in_a_title_or_name_never_reaches_the_subject(
+    smtp_site: Site, smtp_server: SmtpServer
+) -> None:
+    deep = nested("Eve\r\nBcc: evil@example.org", 7)
+    refused = smtp_site.run("subscribers", "add", "eve@example.net", "--name", deep)
+    assert refused.returncode == 1 and refused.stderr.endswith(": must be one line\n")
+    add(smtp_site, "ann@example.net", "eve@example.net")
+    force(smtp_site, "eve@example.net", name=deep)  # as stored before the rule existed
+    title = "Decoding =?utf-8?q?a=0D=0A=0D=0ABcc:_evil@example.org?= in headers"
+    (smtp_site.posts / "2025-09-07-ms-aws.md").unlink()
+    smtp_site.post("2025-09-07-words.md", f"title: '{title}'\ndate: 2025-09-07 10:00:00 +0900")
+    smtp_site.write_config(digest={"subject": "{{ subscriber.name }}: {{ posts[0].title }}"})
+
+    result = smtp_site.run("--now", NOW, "digest", "send", env=SECRET)
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(m.rcpt_tos[0] for m in smtp_server.messages) == [
+        "ann@example.net",
+        "eve@example.net",
+    ]
+    for received in smtp_server.messages:
+        message = received.message
+        assert message["Bcc"] is None
+        assert message["Date"] is not None and message["Message-ID"] is not None
+        assert message["Subject"].endswith(": " + title)
+        head = received.data.split(b"\r\n\r\n", 1)[0]
+        assert b"\r\nBcc" not in head
+
+
+def test_retry_of_a_period_never_sent_is_refused(smtp_site: Site, smtp_server: SmtpServer) -> None:
+    add(smtp_site, "ann@example.net")
+    retried = smtp_site.run("--now", WEDNESDAY, "digest", "retry", env=SECRET)
+    assert retried.returncode == 2
+    assert retried.stderr == (
+        "publisher: digest 2025-W37: nothing was sent for it; nothing to retry\n"
+    )
+    assert smtp_server.messages == []

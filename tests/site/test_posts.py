@@ -11,7 +11,7 @@ import pytest
 
 from publisher.build.sources import find_post_files
 from publisher.errors import PostError
-from publisher.site.posts import Post, parse_post, read_body, split_posts
+from publisher.site.posts import Post, parse_post, plain_title, read_body, split_posts
 from tests.conftest import SEED
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -244,6 +244,30 @@ def test_unknown_permalink_placeholders_stay_as_written() -> None:
 def test_invalid_utf8_names_the_byte_position() -> None:
     data = b"---\ntitle: ok\ndate: 2025-01-01\nauthor: ab" + b"\xff\n---\n"
     assert error_of(data) == "posts/x.md:4:11: encoding: invalid UTF-8 (save the file as UTF-8)"
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_body_that_is_not_utf8_rejects_the_post_naming_the_byte(bom: bytes) -> None:
+    data = bom + "---\ntitle: T\ndate: 2025-01-02\n---\n本文です。\nCaf".encode() + b"\xe9 !\n"
+    assert error_of(data) == "posts/x.md:6:4: body: not valid UTF-8 (byte 0xE9)"
+    # A problem in the front matter, which comes first in the file, is the one named.
+    bad_matter = b"---\ndate: 2025-01-02\n---\nCaf\xe9\n"
+    assert error_of(bad_matter) == "posts/x.md:2:1: title: missing: every post needs a title"
+
+
+@pytest.mark.parametrize(
+    ("title", "plain"),
+    [
+        ("Tom & Jerry <b>bold</b>", "Tom & Jerry bold"),
+        ("Tom &amp; Jerry", "Tom & Jerry"),
+        ("&amp;lt;b&amp;gt; decoded once", "&lt;b&gt; decoded once"),
+        ("a < b and c > d", "a < b and c > d"),
+        ("<!-- note -->Two\n  lines", "Two lines"),
+        ("MSとAWS、クラウドAI投資競争の最前線", "MSとAWS、クラウドAI投資競争の最前線"),
+    ],
+)
+def test_plain_title(title: str, plain: str) -> None:
+    assert plain_title(title) == plain
 
 
 @pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
