@@ -351,3 +351,37 @@ def test_a_failed_build_leaves_the_bodies_database_closed(site: Site, failure: s
         build(config, cache=cache)
     assert cache.closed
     assert not _open_by_this_process(bodies)
+
+
+def test_a_body_that_is_not_utf8_is_one_line_and_left_out(site: Site) -> None:
+    site.post("2025-01-01-good.md", "title: Good")
+    (site.posts / "2025-01-02-latin1.md").write_bytes(
+        b"---\ntitle: Latin-1\n---\nFirst line.\nCaf\xe9 cr\xe8me\n"
+    )
+    run = site.run("build")
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        "posts/2025-01-02-latin1.md:5:4: body: not valid UTF-8 (byte 0xE9)"
+    ]
+    for name in ("atom.xml", "rss.xml"):
+        assert [e.title for e in parse_feed(site.output / name).entries] == ["Good"]
+    items = json.loads((site.output / "feed.json").read_text("utf-8"))["items"]
+    assert [item["title"] for item in items] == ["Good"]
+    assert "\ufffd" not in (site.output / "atom.xml").read_text("utf-8")
+
+
+def test_titles_are_plain_text_in_every_feed(site: Site) -> None:
+    site.post("2025-01-01-markup.md", "title: 'Tom &amp; Jerry <b>bold</b>'", "Body.\n")
+    assert site.run("build").returncode == 0
+    for name in ("atom.xml", "rss.xml"):
+        parsed = parse_feed(site.output / name)
+        assert parsed.entries[0].title == "Tom & Jerry bold"
+        # What the W3C validator reads: the title element holds text, no markup.
+        tree = etree.fromstring((site.output / name).read_bytes())
+        [title] = tree.xpath(
+            "//a:entry/a:title | //item/title", namespaces={"a": "http://www.w3.org/2005/Atom"}
+        )
+        assert len(title) == 0 and title.text == "Tom & Jerry bold"
+        assert title.get("type") in (None, "text")
+    items = json.loads((site.output / "feed.json").read_text("utf-8"))["items"]
+    assert items[0]["title"] == "Tom & Jerry bold"
