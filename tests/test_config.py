@@ -36,6 +36,28 @@ def test_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert config.smtp.connections == 2
 
 
+def test_images_from_content_and_reading_rates_default_and_are_checked(tmp_path: Path) -> None:
+    feeds = parse_config(MINIMAL, tmp_path).feeds
+    assert feeds.image_from_content is False
+    assert (feeds.reading_words_per_minute, feeds.reading_chars_per_minute) == (200, 500)
+    given = {"image_from_content": True, "reading_words_per_minute": 250}
+    feeds = parse_config({**MINIMAL, "feeds": given}, tmp_path).feeds
+    assert feeds.image_from_content is True
+    assert (feeds.reading_words_per_minute, feeds.reading_chars_per_minute) == (250, 500)
+    bad = {
+        "image_from_content": "yes",
+        "reading_words_per_minute": 0,
+        "reading_chars_per_minute": 1.5,
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "feeds": bad}, tmp_path)
+    assert caught.value.problems == [
+        "feeds.image_from_content: must be true or false, got 'yes'",
+        "feeds.reading_words_per_minute: must be a positive integer, got 0",
+        "feeds.reading_chars_per_minute: must be a positive integer, got 1.5",
+    ]
+
+
 def test_smtp_connections_is_a_positive_count(tmp_path: Path) -> None:
     config = parse_config({**MINIMAL, "smtp": {"connections": 4}}, tmp_path)
     assert config.smtp.connections == 4

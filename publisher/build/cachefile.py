@@ -38,7 +38,7 @@ from publisher import __version__
 from publisher.build.plan import Memo, ScopePlan, plan_key
 from publisher.errors import PostError
 from publisher.site.markup import Rendered
-from publisher.site.posts import Post
+from publisher.site.posts import Enclosure, Post
 
 __all__ = [
     "MAX_DELTA",
@@ -60,7 +60,9 @@ __all__ = [
     "write_index",
 ]
 
-_FORMAT = (8, __version__)  # 8: a body that is not UTF-8 rejects its post
+# 8: a body that is not UTF-8 rejects its post; 9: posts' image, enclosure and
+# reading time, and bodies' first image and text size
+_FORMAT = (9, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"
@@ -72,6 +74,7 @@ _MARSHAL = 2
 MAX_DELTA = 500
 _DATE = Post._fields.index("date")
 _UPDATED = Post._fields.index("updated")
+_ENCLOSURE = Post._fields.index("enclosure")
 
 
 @dataclass
@@ -100,9 +103,11 @@ class FileEntry:
 
 
 def _post_to_tuple(post: Post) -> tuple[Any, ...]:
-    values = list(post)
+    values: list[Any] = list(post)
     values[_DATE] = post.date.isoformat()
     values[_UPDATED] = post.updated.isoformat() if post.updated is not None else None
+    if post.enclosure is not None:
+        values[_ENCLOSURE] = tuple(values[_ENCLOSURE])  # marshal takes no tuple subclass
     return tuple(values)
 
 
@@ -111,6 +116,8 @@ def _post_from_tuple(values: tuple[Any, ...]) -> Post:
     fields[_DATE] = datetime.fromisoformat(fields[_DATE])
     if fields[_UPDATED] is not None:
         fields[_UPDATED] = datetime.fromisoformat(fields[_UPDATED])
+    if fields[_ENCLOSURE] is not None:
+        fields[_ENCLOSURE] = Enclosure._make(fields[_ENCLOSURE])
     return Post._make(fields)
 
 
@@ -306,13 +313,28 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 def body_name(key: tuple[str, str]) -> str:
-    """The name a rendered body is stored under in the bodies database."""
-    return hashlib.blake2b("\0".join(key).encode("utf-8"), digest_size=16).hexdigest()
+    """The name a rendered body is stored under in the bodies database.
+
+    The format is part of the name: the bodies database outlives an index of
+    another format (which only makes the build cold), and a body stored by
+    another format must not be found, let alone misread.
+    """
+    text = "\0".join((repr(_FORMAT), *key))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def dump_body(body: Rendered) -> bytes:
     """A rendered body as :func:`store_bodies` stores it."""
-    return marshal.dumps((body.html, body.summary, body.had_illegal_chars))
+    return marshal.dumps(
+        (
+            body.html,
+            body.summary,
+            body.had_illegal_chars,
+            body.image,
+            body.words,
+            body.cjk_chars,
+        )
+    )
 
 
 def open_bodies(folder: Path) -> sqlite3.Connection | None:
@@ -334,10 +356,11 @@ def read_body(db: sqlite3.Connection, key: tuple[str, str]) -> Rendered | None:
         row = db.execute("SELECT data FROM bodies WHERE name = ?", (body_name(key),)).fetchone()
         if row is None:
             return None
-        html, summary, flag = marshal.loads(row[0])
+        # A tuple of another length (another format) is a miss, not a misread body.
+        html, summary, flag, image, words, cjk_chars = marshal.loads(row[0])
     except (sqlite3.Error, EOFError, ValueError, TypeError):
         return None
-    return Rendered(html, summary, flag)
+    return Rendered(html, summary, flag, image, words, cjk_chars)
 
 
 def store_bodies(

@@ -91,6 +91,13 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         category_slugs=r.get("category_slugs", {}, checks.slug_map),
         tag_slugs=r.get("tag_slugs", {}, checks.slug_map),
         excerpt_length=r.get("excerpt_length", 200, checks.positive_int),
+        image_from_content=r.get("image_from_content", False, checks.boolean),
+        reading_words_per_minute=r.get(
+            "reading_words_per_minute", FeedsConfig.reading_words_per_minute, checks.positive_int
+        ),
+        reading_chars_per_minute=r.get(
+            "reading_chars_per_minute", FeedsConfig.reading_chars_per_minute, checks.positive_int
+        ),
     )
     r.finish()
 

@@ -67,6 +67,12 @@ class FeedsConfig:
     category_slugs: Mapping[str, str] = field(default_factory=dict)
     tag_slugs: Mapping[str, str] = field(default_factory=dict)
     excerpt_length: int = 200
+    # A post without an image in its front matter takes the first image of its body.
+    image_from_content: bool = False
+    # Reading time: words a minute of space-separated scripts, and characters a
+    # minute of Chinese, Japanese and Korean text.
+    reading_words_per_minute: int = 200
+    reading_chars_per_minute: int = 500
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """What the digest templates see of posts: prepared once per run, shared by every reader.
 
 A post becomes a :class:`PostView` (title, absolute URL, author, date localised
-for ``site.language`` in ``site.timezone``, plain-text excerpt); the default
-templates' words come from :data:`LABELS`.
+for ``site.language`` in ``site.timezone``, plain-text excerpt, reading time in
+minutes); the default templates' words come from :data:`LABELS`.
 
 Never renders a template, never touches the store or the network: the only I/O
 is reading post bodies through the ``read`` that :func:`post_views` is given
@@ -19,7 +19,7 @@ from babel.dates import format_date
 
 from publisher.config import Config
 from publisher.feeds import post_url
-from publisher.site.markup import render
+from publisher.site.markup import reading_time, render
 from publisher.site.posts import Post, read_body
 
 __all__ = [
@@ -74,6 +74,7 @@ class PostView:
     datetime: str  # ISO 8601, for <time datetime>
     excerpt: str  # plain text
     categories: tuple[str, ...]
+    reading_time: int  # minutes: the front matter's, or worked out from the body
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +100,13 @@ def labels_for(language: str) -> dict[str, str]:
     return {**LABELS["en"], **LABELS.get(base, {})}
 
 
-def post_view(config: Config, post: Post, excerpt: str, locale: Locale) -> PostView:
-    """A post as the templates see it, with its date formatted for the site."""
+def post_view(
+    config: Config, post: Post, excerpt: str, locale: Locale, minutes: int = 0
+) -> PostView:
+    """A post as the templates see it, with its date formatted for the site.
+
+    ``minutes`` is its reading time; 0 takes the front matter's, or 1.
+    """
     local = post.date.astimezone(config.site.timezone)
     return PostView(
         id=post.id,
@@ -111,16 +117,18 @@ def post_view(config: Config, post: Post, excerpt: str, locale: Locale) -> PostV
         datetime=local.isoformat(),
         excerpt=excerpt,
         categories=post.categories,
+        reading_time=minutes or post.reading_time or 1,
     )
 
 
 def post_views(
     config: Config, posts: Iterable[Post], read: Callable[[Post], bytes] | None = None
 ) -> dict[str, PostView]:
-    """Prepare each post once: its excerpt is rendered from the Markdown body.
+    """Prepare each post once: its excerpt and reading time come from the Markdown body.
 
     ``read`` returns a post file's bytes (by default from the site folder); a
-    post whose file cannot be read keeps its front-matter excerpt, if any.
+    post whose file cannot be read keeps its front-matter excerpt, if any, and
+    reading time, or 1 minute.
     """
 
     def read_file(post: Post) -> bytes:
@@ -132,16 +140,19 @@ def post_views(
     for post in posts:
         if post.id in views:
             continue
+        minutes = 0
         try:
             body = read_body(read(post))
         except OSError:
             excerpt = post.excerpt
         else:
-            excerpt = render(
+            rendered = render(
                 body,
                 post_url(config, post),
                 excerpt=post.excerpt,
                 excerpt_length=config.feeds.excerpt_length,
-            ).summary
-        views[post.id] = post_view(config, post, excerpt, locale)
+            )
+            excerpt = rendered.summary
+            minutes = reading_time(rendered, config.feeds, post.reading_time)
+        views[post.id] = post_view(config, post, excerpt, locale, minutes)
     return views

@@ -8,6 +8,13 @@ Feed semantics worth knowing: RSS has one ``description`` per item, which
 readers show as the teaser, so it carries the plain-text summary and the full
 HTML goes into ``content:encoded``; Atom has ``summary`` and ``content`` for
 the same two roles; JSON Feed has ``summary`` and ``content_html``.
+
+A post's image is Media RSS (``media:content`` and ``media:thumbnail``) in RSS
+and Atom alike, Atom's ``<link rel="enclosure">`` being for attachments, and
+``image`` in JSON Feed; its attachment (front matter ``enclosure``) is RSS's
+``<enclosure>``, Atom's ``<link rel="enclosure">`` and a JSON Feed attachment.
+The media namespace is declared only in feeds that show an image, so a feed
+without one is what it was before images were read.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from typing import Any
 from publisher import __version__
 from publisher.config import Config
 from publisher.feeds.scopes import Scope, post_url
-from publisher.site.markup import Rendered
-from publisher.site.posts import plain_title
+from publisher.site.markup import Rendered, absolute_url, reading_time
+from publisher.site.posts import Enclosure, Post, media_type, plain_title
 from publisher.site.urls import url_join
 
 __all__ = ["feed_document", "opml_document", "quoteattr"]
@@ -41,12 +48,81 @@ def _feed_updated(config: Config, scope: Scope) -> datetime:
     return _in_zone(config, newest)
 
 
+def _image(config: Config, post: Post, body: Rendered, url: str) -> str:
+    """The post's image as an absolute URL (``url`` is the post's), or ""."""
+    if post.image:
+        return absolute_url(post.image, url)
+    return body.image if config.feeds.image_from_content else ""
+
+
+def _enclosure(post: Post, url: str) -> Enclosure | None:
+    """The post's attachment with an absolute URL (``url`` is the post's), or None."""
+    enclosure = post.enclosure
+    if enclosure is None:
+        return None
+    return enclosure._replace(url=absolute_url(enclosure.url, url))
+
+
+class _EntriesOnly:
+    """The feed-level half of an extension that adds to entries only (see _Attachment)."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {}
+
+    def extend_atom(self, feed: Any) -> Any:
+        return feed
+
+    def extend_rss(self, feed: Any) -> Any:
+        return feed
+
+
+class _Attachment(_EntriesOnly):
+    """A feedgen entry extension that writes the entry's enclosure.
+
+    feedgen (1.0) writes an Atom entry's links with their ``href`` alone, which
+    would make an enclosure read as a second alternate link, so both formats'
+    elements are written here instead.
+    """
+
+    def __init__(self) -> None:
+        self.enclosure: Enclosure | None = None
+
+    def extend_atom(self, entry: Any) -> Any:
+        from feedgen.util import xml_elem
+
+        if self.enclosure is not None:
+            link = xml_elem("link", entry, href=self.enclosure.url, rel="enclosure")
+            link.set("type", self.enclosure.type)
+            if self.enclosure.length is not None:  # optional in Atom
+                link.set("length", str(self.enclosure.length))
+        return entry
+
+    def extend_rss(self, entry: Any) -> Any:
+        from feedgen.util import xml_elem
+
+        if self.enclosure is not None:
+            # RSS requires a length: 0 when it is not known.
+            element = xml_elem("enclosure", entry, url=self.enclosure.url)
+            element.set("length", str(self.enclosure.length or 0))
+            element.set("type", self.enclosure.type)
+        return entry
+
+
 def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Rendered]) -> bytes:
     from feedgen.feed import FeedGenerator  # imported late: it costs start-up time
 
     site = config.site
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
+    post_urls = [post_url(config, post) for post in scope.posts]
+    images = [
+        _image(config, post, rendered[post.id], url)
+        for post, url in zip(scope.posts, post_urls, strict=True)
+    ]
+    if any(images):
+        fg.load_extension("media")
+    if any(post.enclosure is not None for post in scope.posts):
+        fg.register_extension("attachment", _EntriesOnly, _Attachment)
     fg.id(scope.url(config, fmt))
     fg.title(scope.title)
     fg.subtitle(site.description or scope.title)
@@ -59,14 +135,25 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
     fg.generator("publisher", __version__)
     fg.updated(_feed_updated(config, scope))
     tag_scheme = url_join(site.url, "/tags/")
-    for post in scope.posts:
+    for post, url, image in zip(scope.posts, post_urls, images, strict=True):
         fe = fg.add_entry(order="append")
         body = rendered[post.id]
         fe.id(post.id)
         fe.guid(post.id, permalink=False)
         title = plain_title(post.title)
         fe.title(title)
-        fe.link(href=post_url(config, post), rel="alternate")
+        fe.link(href=url, rel="alternate")
+        enclosure = _enclosure(post, url)
+        if enclosure is not None:
+            fe.attachment.enclosure = enclosure
+        if image:
+            # group=None: straight in the entry, not in a <media:group>.
+            content = {"url": image, "medium": "image"}
+            kind = media_type(image)
+            if kind:
+                content["type"] = kind
+            fe.media.content(content, group=None)
+            fe.media.thumbnail({"url": image}, group=None)
         fe.published(_in_zone(config, post.date))
         fe.updated(_in_zone(config, post.modified))
         fe.summary(body.summary or title)
@@ -93,9 +180,10 @@ def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -
     for post in scope.posts:
         body = rendered[post.id]
         title = plain_title(post.title)
+        url = post_url(config, post)
         item: dict[str, Any] = {
             "id": post.id,
-            "url": post_url(config, post),
+            "url": url,
             "title": title,
             "summary": body.summary or title,
             "date_published": _in_zone(config, post.date).isoformat(),
@@ -110,6 +198,17 @@ def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -
         author = post.author or site.author
         if author:
             item["authors"] = [{"name": author}]
+        image = _image(config, post, body, url)
+        if image:
+            item["image"] = image
+        enclosure = _enclosure(post, url)
+        if enclosure is not None:
+            attachment: dict[str, Any] = {"url": enclosure.url, "mime_type": enclosure.type}
+            if enclosure.length is not None:
+                attachment["size_in_bytes"] = enclosure.length
+            item["attachments"] = [attachment]
+        # JSON Feed 1.1 lets a publisher add keys that start with "_".
+        item["_publisher"] = {"reading_time": reading_time(body, config.feeds, post.reading_time)}
         items.append(item)
     document: dict[str, Any] = {
         "version": "https://jsonfeed.org/version/1.1",

@@ -10,7 +10,6 @@ and which are drafts.
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,16 +20,20 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from publisher.errors import PostError
+from publisher.site import fields
 from publisher.site.dates import parse_date
+from publisher.site.fields import Enclosure, media_type, plain_title
 from publisher.site.matter import MatterError, load_matter, split_matter
 from publisher.site.urls import expand_permalink, slugify
 
 __all__ = [
     "MAX_POST_BYTES",
+    "Enclosure",
     "Post",
     "PostSet",
     "content_digest",
     "is_post_file",
+    "media_type",
     "parse_post",
     "plain_title",
     "read_body",
@@ -74,6 +77,9 @@ class Post(NamedTuple):
     updated: datetime | None = None
     draft: bool = False
     warnings: tuple[str, ...] = ()
+    image: str = ""  # front matter image: absolute, or relative to the post's URL
+    enclosure: Enclosure | None = None
+    reading_time: int = 0  # minutes, from the front matter; 0: worked out from the body
 
     @property
     def modified(self) -> datetime:
@@ -113,25 +119,6 @@ def remove_xml_illegal(text: str) -> tuple[str, bool]:
     return cleaned, len(cleaned) != len(text)
 
 
-# A tag or a comment: "<" followed by a tag name (so "a < b" is text), up to its ">".
-_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
-
-
-def plain_title(text: str) -> str:
-    """A title as plain text, as jekyll-feed writes it: tags stripped, character
-    references decoded once, white space (line breaks too) folded to single spaces.
-
-    Feeds then escape it for their own format, so ``Tom &amp; Jerry <b>bold</b>``
-    reads "Tom & Jerry bold" in every feed reader and no feed carries undeclared
-    HTML in a title. (Digests and pages show the title as written, escaped.)
-    """
-    if "<" in text:
-        text = _TAG.sub("", text)
-    if "&" in text:
-        text = html.unescape(text)
-    return " ".join(text.split())
-
-
 def _body_problem(source: str, data: bytes, start: int) -> PostError | None:
     """The error for a body (``data[start:]``) that is not UTF-8, or None."""
     body = data[start:]
@@ -158,55 +145,27 @@ def _decode(source: str, data: bytes, first_line: int) -> str:
         ) from None
 
 
-def _field_position(matter: str, name: str, first_line: int) -> tuple[int, int]:
-    """Line and column of a top-level key's value, for error messages."""
+def _field_position(matter: str, name: str, first_line: int, key: str = "") -> tuple[int, int]:
+    """Line and column of a top-level key's value, for error messages.
+
+    With ``key``, of that key's value inside the field's mapping when it is
+    found there (an indented block or a one-line ``{...}``).
+    """
     pattern = re.compile(rf"^{re.escape(name)}[ \t]*:[ \t]*", re.MULTILINE)
     match = pattern.search(matter)
     if not match:
         return first_line, 1
-    line = matter.count("\n", 0, match.start()) + first_line
-    col = match.end() - (matter.rfind("\n", 0, match.start()) + 1) + 1
+    at = match.end()
+    if key:
+        # The field's value runs until the next line that is not indented.
+        end = re.compile(r"\n(?=[^ \t\n])").search(matter, at)
+        inner = re.compile(rf"(?:^[ \t]+|[{{,][ \t]*){re.escape(key)}[ \t]*:[ \t]*", re.MULTILINE)
+        found = inner.search(matter, at, end.start() if end else len(matter))
+        if found:
+            at = found.end()
+    line = matter.count("\n", 0, at) + first_line
+    col = at - (matter.rfind("\n", 0, at) + 1) + 1
     return line, col
-
-
-def _names(value: Any) -> list[str]:
-    """Jekyll's categories and tags: a list, or a string of space-separated names."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return value.split()
-    if isinstance(value, list):
-        names = []
-        for item in value:
-            if isinstance(item, str):
-                name = item.strip()
-            elif isinstance(item, dict | list) or item is None:
-                raise ValueError("must be a list of names or a space-separated string")
-            else:
-                name = str(item).strip()
-            if name:
-                names.append(name)
-        return names
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return [str(value)]
-    raise ValueError("must be a list of names or a space-separated string")
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        # YAML 1.1 (Jekyll's too) reads a bare yes/no/on/off/true/false as a boolean.
-        raise ValueError("must be text; put it in quotes (a bare yes, no, on or off is a boolean)")
-    if isinstance(value, dict | list) or value is None:
-        raise ValueError("must be text")
-    return str(value).strip()
-
-
-def _author(value: Any) -> str:
-    if isinstance(value, dict):
-        return _text(value.get("name", ""))
-    if isinstance(value, list):
-        return ", ".join(_text(v) for v in value)
-    return _text(value)
 
 
 @lru_cache(maxsize=8)
@@ -217,9 +176,10 @@ def _host(site_url: str) -> str:
 class _FieldError(Exception):
     """A field's value cannot be used; parse_post adds the file, line and column."""
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str, key: str = "") -> None:
         super().__init__(message)
         self.name = name
+        self.key = key  # the key of the field's mapping at fault, such as enclosure's length
 
 
 def _get(meta: dict[str, Any], name: str, convert: Callable[..., _T], *args: Any) -> _T | None:
@@ -230,7 +190,7 @@ def _get(meta: dict[str, Any], name: str, convert: Callable[..., _T], *args: Any
     try:
         return convert(value, *args)
     except ValueError as exc:
-        raise _FieldError(name, str(exc)) from None
+        raise _FieldError(name, str(exc), getattr(exc, "key", "")) from None
 
 
 def parse_post(
@@ -289,7 +249,7 @@ def parse_post(
 
     # Fields are read in a fixed order, so the first problem is always the one reported.
     try:
-        title = _get(meta, "title", _text) or ""
+        title = _get(meta, "title", fields.text) or ""
         if suspect:
             title = clean("title", title)
         if not title:
@@ -309,30 +269,43 @@ def parse_post(
         if updated is None:
             updated = _get(meta, "updated", parse_date, tz)
 
-        categories = (_get(meta, "categories", _names) or []) + (
-            _get(meta, "category", _names) or []
+        categories = (_get(meta, "categories", fields.names) or []) + (
+            _get(meta, "category", fields.names) or []
         )
-        tags = (_get(meta, "tags", _names) or []) + (_get(meta, "tag", _names) or [])
+        tags = (_get(meta, "tags", fields.names) or []) + (_get(meta, "tag", fields.names) or [])
         categories = list(dict.fromkeys(categories))
         tags = list(dict.fromkeys(tags))
         if suspect:
             categories = [clean("categories", c) for c in categories]
             tags = [clean("tags", t) for t in tags]
 
-        slug_source = _get(meta, "slug", _text) or (prefix.group(2) if prefix else stem)
+        slug_source = _get(meta, "slug", fields.text) or (prefix.group(2) if prefix else stem)
         slug = slugify(slug_source, lower=False, pretty=True) or "post"
-        pattern = _get(meta, "permalink", _text) or permalink
+        pattern = _get(meta, "permalink", fields.text) or permalink
         # Jekyll's :categories is each name lowercased, not slugified; the URL is
         # percent-encoded when written. A "/" in a name must not add a folder level.
         names = [c.lower().replace("/", "-") for c in categories]
         path = expand_permalink(pattern, slug=slug, date=date, categories=names)
 
-        explicit_id = _get(meta, "id", _text) or _get(meta, "guid", _text) or ""
-        author = _get(meta, "author", _author) or ""
-        excerpt = _get(meta, "excerpt", _text) or ""
+        explicit_id = _get(meta, "id", fields.text) or _get(meta, "guid", fields.text) or ""
+        author = _get(meta, "author", fields.author) or ""
+        excerpt = _get(meta, "excerpt", fields.text) or ""
+        image = _get(meta, "image", fields.image) or ""
+        enclosure = _get(meta, "enclosure", fields.enclosure)
     except _FieldError as exc:
-        line, col = _field_position(matter, exc.name, first_line)
+        line, col = _field_position(matter, exc.name, first_line, exc.key)
         raise PostError(source, str(exc), line, col, exc.name) from None
+    # Informational only, and written by hand in many Jekyll sites ("5 min read"):
+    # a value that cannot be read is a warning, and the time is worked out instead.
+    reading_time = 0
+    if meta.get("reading_time") is not None:
+        try:
+            reading_time = fields.minutes(meta["reading_time"])
+        except ValueError as exc:
+            line, col = _field_position(matter, "reading_time", first_line)
+            warnings.append(
+                f"{source}:{line}:{col}: reading_time: {exc}; worked out from the body instead"
+            )
     if suspect:
         explicit_id = clean("id", explicit_id)
         author = clean("author", author)
@@ -371,6 +344,9 @@ def parse_post(
         updated=updated,
         draft=draft,
         warnings=tuple(warnings),
+        image=image,
+        enclosure=enclosure,
+        reading_time=reading_time,
     )
 
 

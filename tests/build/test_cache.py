@@ -259,3 +259,47 @@ def test_a_cache_that_failed_to_save_is_saved_whole_by_the_next_build(
     site.post("2025-01-02-p2.md", "title: P2\ncategories: [C]", "Back.\n")
     build(config)
     assert feeds_of(site) == cold_feeds(site, tmp_path)
+
+
+def test_bodies_keep_their_image_and_text_size_and_older_ones_are_never_misread(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+    import marshal
+
+    from publisher.build.cachefile import body_name, dump_body, open_bodies, read_body
+    from publisher.site.markup import Rendered
+
+    db = open_bodies(tmp_path)
+    assert db is not None
+    key = ("0" * 32, "https://example.com/a.html 200")
+    body = Rendered("<p>x</p>", "x", False, "https://example.com/i.png", 12, 34)
+    db.execute("INSERT INTO bodies VALUES (?, ?)", (body_name(key), dump_body(body)))
+    assert read_body(db, key) == body
+    # The format is part of a body's name: one stored by format 8, under its name
+    # then, is not found ...
+    old_name = hashlib.blake2b("\0".join(key).encode(), digest_size=16).hexdigest()
+    assert old_name != body_name(key)
+    # ... and a body of another shape under this format's name is a miss, not a misread.
+    old = marshal.dumps(("<p>old</p>", "old", False))
+    db.execute("UPDATE bodies SET data = ? WHERE name = ?", (old, body_name(key)))
+    assert read_body(db, key) is None
+    db.close()
+
+
+def test_a_cache_of_the_last_format_makes_a_cold_build_with_the_new_fields(
+    site: Site, tmp_path: Path
+) -> None:
+    import marshal
+
+    site.post("2025-01-01-a.md", "title: A\nimage: a.png\nreading_time: 3", "![b](b.png)\n")
+    config = site.config()
+    build(config)
+    index = config.paths.cache / "build.marshal"
+    values = list(marshal.loads(index.read_bytes()))
+    values[0] = (8, values[0][1])  # as the last format wrote it
+    index.write_bytes(marshal.dumps(tuple(values)))
+    (site.output / "feed.json").unlink()
+    result = build(config)
+    assert result.parsed == 1  # the old index was not trusted
+    assert feeds_of(site) == cold_feeds(site, tmp_path)

@@ -18,7 +18,7 @@ from publisher.digest.render import DigestRenderer, recipient_for
 from publisher.digest.select import Selection, group_posts
 from publisher.digest.views import post_views
 from publisher.errors import ConfigError
-from tests.conftest import Site
+from tests.conftest import SEED, Site
 
 NOW = datetime(2025, 9, 10, tzinfo=UTC)  # the Wednesday after the seed post
 SECRET = b"test secret"
@@ -166,6 +166,28 @@ def test_a_site_template_overrides_the_builtin_and_may_transform_names(seed_site
     assert two.text.startswith("Dear BOB: 1 post(s).\nHello, org.\n")
     assert "v1.2." in two.text
     assert "MSとAWS" in one.html  # the HTML template is still the built-in one
+
+
+def test_templates_see_each_posts_reading_time(seed_site: Site) -> None:
+    english = " ".join(["word"] * 450) + "\n"  # 2.25 minutes at 200 words a minute
+    seed_site.post("2025-09-08-english.md", "title: English\ncategories: [News]", english)
+    seed_site.post("2025-09-08-given.md", "title: Given\nreading_time: 11", english)
+    seed = SEED.read_text("utf-8").replace("reading_time: 8\n", "")
+    (seed_site.posts / "2025-09-06-seed-computed.md").write_text(seed, "utf-8")
+    folder = seed_site.root / "templates"
+    folder.mkdir()
+    (folder / "digest.txt.j2").write_text(
+        "{% for post in posts %}{{ post.title }}: {{ post.reading_time }} min\n{% endfor %}",
+        "utf-8",
+    )
+    config, _period, selection, renderer = setup(seed_site)
+    lines = set(renderer.render(selection, reader(config)).text.splitlines())
+    title = "MSとAWS、クラウドAI投資競争の最前線"
+    # The seed's front matter says 8; without it, its 2,110 characters and 157 words
+    # read in 6 minutes.
+    assert lines == {f"{title}: 8 min", f"{title}: 6 min", "English: 3 min", "Given: 11 min"}
+    views = post_views(config, load_site(config, NOW)[0].published)
+    assert sorted(v.reading_time for v in views.values()) == [3, 6, 8, 11]
 
 
 def test_template_mistakes_name_the_file(seed_site: Site) -> None:

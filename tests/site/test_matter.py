@@ -205,3 +205,22 @@ def test_a_windows_file_reads_like_a_unix_one(tmp_path: Path) -> None:
     matter, _, offset = split_matter(data)
     assert load_matter(matter.decode(), 2) == {"title": "T", "date": "2025-01-01"}
     assert data[offset:] == b"body\r\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "image: /img/a.png\nreading_time: 8\n",
+        "image: https://cdn.example/a.png?x=1\n",
+        "image: 'img/写真.png'\nreading_time: 2.5\n",
+        "image:\n  path: /a.png\n  alt: A cat\n",
+        "image: {path: a.png}\n",
+        "enclosure:\n  url: /ep/1.mp3\n  length: 12345\n  type: audio/mpeg\n",
+        "enclosure: {url: 'https://x.example/a.mp3', length: 1}\n",
+        "image: 42\nenclosure: a.mp3\nreading_time: ten\n",
+        "reading_time: -3\n",
+        "reading_time: '8'\n",
+    ],
+)
+def test_images_enclosures_and_reading_times_read_the_same_both_ways(text: str) -> None:
+    assert_both_readers_agree("title: T\n" + text)

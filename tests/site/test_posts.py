@@ -11,7 +11,14 @@ import pytest
 
 from publisher.build.sources import find_post_files
 from publisher.errors import PostError
-from publisher.site.posts import Post, parse_post, plain_title, read_body, split_posts
+from publisher.site.posts import (
+    Enclosure,
+    Post,
+    parse_post,
+    plain_title,
+    read_body,
+    split_posts,
+)
 from tests.conftest import SEED
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -335,3 +342,92 @@ def test_editor_leftovers_and_hidden_files_are_not_posts(tmp_path: Path) -> None
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x", "utf-8")
     assert [name for name, _ in find_post_files(tmp_path)] == ["a.md", "b.markdown", "sub/c.md"]
+
+
+def test_image_as_text_or_as_jekyll_seo_tags_mapping() -> None:
+    assert parse("---\ntitle: T\n---\n").image == ""
+    assert parse("---\ntitle: T\nimage: img/a.png\n---\n").image == "img/a.png"
+    assert parse("---\ntitle: T\nimage: ' https://x.example/a.png '\n---\n").image == (
+        "https://x.example/a.png"
+    )
+    mapping = "---\ntitle: T\nimage:\n  path: /assets/a.jpg\n  height: 600\n  alt: A cat\n---\n"
+    assert parse(mapping).image == "/assets/a.jpg"
+    assert parse("---\ntitle: T\nimage: {path: //cdn.example/b.png}\n---\n").image == (
+        "//cdn.example/b.png"
+    )
+    assert parse("---\ntitle: T\nimage:\n---\n").image == ""  # null: no image
+
+
+def test_enclosure_with_its_length_and_type_given_or_known_from_the_url() -> None:
+    assert parse("---\ntitle: T\n---\n").enclosure is None
+    post = parse(
+        "---\ntitle: T\nenclosure:\n  url: /ep/1.mp3\n  length: 123\n  type: audio/mpeg\n---\n"
+    )
+    assert post.enclosure == Enclosure("/ep/1.mp3", 123, "audio/mpeg")
+    assert (post.enclosure.url, post.enclosure.length, post.enclosure.type) == (
+        "/ep/1.mp3",
+        123,
+        "audio/mpeg",
+    )
+    assert parse("---\ntitle: T\nenclosure: {url: a.M4A}\n---\n").enclosure == (
+        Enclosure("a.M4A", None, "audio/mp4")
+    )
+    assert parse("---\ntitle: T\nenclosure: {url: 'a.bin', length: '0'}\n---\n").enclosure == (
+        Enclosure("a.bin", 0, "application/octet-stream")
+    )
+    typed = "---\ntitle: T\nenclosure: {url: v, type: 'video/mp4; codecs=avc1'}\n---\n"
+    assert parse(typed).enclosure == Enclosure("v", None, "video/mp4; codecs=avc1")
+
+
+@pytest.mark.parametrize(
+    ("value", "minutes"), [("8", 8), ("2.5", 3), ("0.1", 1), ("'12'", 12), ("", 0)]
+)
+def test_reading_time_from_the_front_matter_in_whole_minutes(value: str, minutes: int) -> None:
+    assert parse(f"---\ntitle: T\nreading_time: {value}\n---\n").reading_time == minutes
+
+
+@pytest.mark.parametrize(
+    ("matter", "expected"),
+    [
+        ("image: 42", "3:8: image: must be a URL or a path, or a mapping with path, got 42"),
+        ("image: true", "3:8: image: must be a URL or a path, or a mapping with path, got True"),
+        ("image: [a.png]", "3:8: image: must be a URL or a path, or a mapping with path, got"),
+        ("image: 'data:image/png;base64,AA'", "3:8: image: must be an http(s) URL or a path"),
+        ("image: 'http://[x'", "3:8: image: is not a valid URL: 'http://[x'"),
+        ("image:\n  alt: x", "3:7: image: path: missing: a mapping gives the image's URL as path"),
+        ("image:\n  path: 7", "4:9: image: path: must be a URL or a path, got 7"),
+        ("enclosure: a.mp3", "3:12: enclosure: must be a mapping with url, length and type"),
+        ("enclosure: {length: 5}", "3:12: enclosure: url: missing: an enclosure needs"),
+        ("enclosure:\n  url: ' '", "4:8: enclosure: url: missing: an enclosure needs"),
+        ("enclosure:\n  url: 'ftp://x/a'", "4:8: enclosure: url: must be an http(s) URL or a path"),
+        ("enclosure:\n  url: a\n  length: -1", "5:11: enclosure: length: must be the file's size"),
+        ("enclosure: {url: a, length: 1.5}", "3:29: enclosure: length: must be the file's size"),
+        ("enclosure: {url: a, length: yes}", "3:29: enclosure: length: must be the file's size"),
+        ("enclosure: {url: a,type: mpeg}", "3:26: enclosure: type: must be a media type such as"),
+    ],
+)
+def test_bad_images_and_enclosures_are_one_line(matter: str, expected: str) -> None:
+    name = "posts/2025-01-02-x.md"
+    assert error_of(f"---\ntitle: T\n{matter}\n---\n", name).startswith(f"{name}:{expected}")
+
+
+@pytest.mark.parametrize("value", ["0", "ten", "'5 min read'", ".inf", "true"])
+def test_a_reading_time_that_cannot_be_read_is_a_warning_and_worked_out(value: str) -> None:
+    post = parse(f"---\ntitle: T\nreading_time: {value}\n---\nBody.\n", "posts/2025-01-02-x.md")
+    assert post.reading_time == 0  # worked out from the body when it is rendered
+    [warning] = post.warnings
+    assert warning.startswith("posts/2025-01-02-x.md:3:15: reading_time: must be a number of")
+    assert warning.endswith("; worked out from the body instead")
+
+
+def test_new_fields_survive_the_caches_tuples() -> None:
+    from publisher.build.cachefile import FileEntry, entry_from_tuple, entry_to_tuple
+
+    post = parse(
+        "---\ntitle: T\nimage: a.png\nenclosure: {url: b.mp3, length: 9}\nreading_time: 4\n---\n"
+    )
+    entry = entry_from_tuple(entry_to_tuple(FileEntry(1, 2, post.digest, post, post)))
+    assert entry.result == post
+    assert isinstance(entry.result, Post)
+    assert isinstance(entry.result.enclosure, Enclosure)
+    assert entry.last_good is entry.result
