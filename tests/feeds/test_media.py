@@ -210,13 +210,16 @@ def test_bad_images_and_enclosures_are_one_line_each_and_the_others_still_publis
         "'javascript:alert(1)'",
         "posts/2025-01-07-nopath.md:3:7: image: path: missing: a mapping gives the image's "
         "URL as path",
-        "posts/2025-01-08-minutes.md:3:15: reading_time: must be a number of minutes greater "
-        "than 0, got -3",
+        # An unreadable reading_time is only a warning: the time is worked out instead.
+        "warning: posts/2025-01-08-minutes.md:3:15: reading_time: must be a number of minutes"
+        " greater than 0, got -3; worked out from the body instead",
     ]
     assert "Traceback" not in run.stderr
     for name in ("rss.xml", "atom.xml"):
-        assert [e.title for e in parse_feed(site.output / name).entries] == ["Good"]
-    (good,) = json_items(site).values()
+        assert [e.title for e in parse_feed(site.output / name).entries] == ["Minutes", "Good"]
+    items = json_items(site)
+    assert items["Minutes"]["_publisher"] == {"reading_time": 1}
+    good = items["Good"]
     assert good["image"] == "https://example.com/2025/01/01/ok.png"
     assert good["attachments"] == [
         {"url": "https://example.com/2025/01/01/a.mp3", "mime_type": "audio/mpeg"}
