@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"site"},  # posts/ -> Post
     {"feeds"},  # pure: posts -> feed documents
     {"build"},  # the pipeline, its cache and output
-    {"mail"},  # headers, names, tokens, sending backends
+    {"mail", "websub"},  # headers, names, tokens, sending backends; WebSub pings
     {"store"},  # subscribers, ledger, runs
     {"digest"},  # selection, rendering, the message, the send loop
     {"schedule", "web"},  # publisher run; publisher serve

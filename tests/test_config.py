@@ -58,6 +58,26 @@ def test_images_from_content_and_reading_rates_default_and_are_checked(tmp_path:
     ]
 
 
+def test_websub_hubs_are_absolute_http_urls_and_default_to_none(tmp_path: Path) -> None:
+    assert parse_config(MINIMAL, tmp_path).feeds.websub_hubs == ()
+    hubs = ["https://hub.example/", "http://127.0.0.1:8080/hub", "https://hub.example/"]
+    given = {"websub_hubs": hubs}
+    feeds = parse_config({**MINIMAL, "feeds": given}, tmp_path).feeds
+    # Kept as written (a hub's trailing slash is its own), a repeat once.
+    assert feeds.websub_hubs == ("https://hub.example/", "http://127.0.0.1:8080/hub")
+    one = parse_config({**MINIMAL, "feeds": {"websub_hubs": "https://h.example/"}}, tmp_path)
+    assert one.feeds.websub_hubs == ("https://h.example/",)
+    for bad, message in (
+        (["ftp://hub.example/"], "'ftp://hub.example/' is not an absolute http(s) URL"),
+        (["/hub"], "'/hub' is not an absolute http(s) URL"),
+        ([3], "3 is not an absolute http(s) URL"),
+        ({"a": 1}, "must be a list of absolute http(s) URLs"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({**MINIMAL, "feeds": {"websub_hubs": bad}}, tmp_path)
+        assert caught.value.problems == [f"feeds.websub_hubs: {message}, got {bad!r}"]
+
+
 def test_smtp_connections_is_a_positive_count(tmp_path: Path) -> None:
     config = parse_config({**MINIMAL, "smtp": {"connections": 4}}, tmp_path)
     assert config.smtp.connections == 4

@@ -14,7 +14,10 @@ import click
 from publisher.cli.main import EXIT_OK, EXIT_REJECTED
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from publisher.cli.main import State
+    from publisher.config import Config
 
 __all__ = ["build", "check"]
 
@@ -72,7 +75,25 @@ def build(state: State, no_cache: bool) -> None:
     _report_build(result, "built")
     if problem:
         click.echo(f"warning: {problem}", err=True)
+    if config.feeds.websub_hubs:
+        _ping_hubs(config, result.written, now)
     sys.exit(EXIT_REJECTED if result.errors else EXIT_OK)
+
+
+def _ping_hubs(config: Config, written: list[str], now: datetime) -> None:
+    """Queue a WebSub ping for each changed feed and send the due ones; never fatal."""
+    from publisher.websub import queue_changed, send_due
+
+    try:
+        queue_changed(config, written, now)
+        report = send_due(config, now)
+    except OSError as exc:  # the state folder: the build itself is done and fine
+        click.echo(f"warning: WebSub pings not queued: {exc}", err=True)
+        return
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
+    if report.sent:
+        click.echo(f"WebSub: {len(report.sent)} pings sent")
 
 
 @click.command()

@@ -38,6 +38,7 @@ __all__ = [
     "text",
     "timezone",
     "url",
+    "url_list",
 ]
 
 T = TypeVar("T")
@@ -102,6 +103,23 @@ def url(value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http(s) URL")
     return given.rstrip("/")
+
+
+def url_list(value: Any) -> tuple[str, ...]:
+    """A list of absolute http(s) URLs, kept as given (a hub's URL is its own), deduplicated."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("must be a list of absolute http(s) URLs")
+    found: list[str] = []
+    for item in items:
+        given = item if isinstance(item, str) else ""
+        parts = urlsplit(given)
+        if parts.scheme not in ("http", "https") or not parts.netloc or given != given.strip():
+            raise ValueError(f"{_show(item)} is not an absolute http(s) URL")
+        if "\r" in given or "\n" in given:
+            raise ValueError(f"{_show(item)} must be one line")
+        found.append(given)
+    return tuple(dict.fromkeys(found))
 
 
 def optional_url(value: Any) -> str:

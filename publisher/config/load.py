@@ -98,6 +98,7 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         reading_chars_per_minute=r.get(
             "reading_chars_per_minute", FeedsConfig.reading_chars_per_minute, checks.positive_int
         ),
+        websub_hubs=r.get("websub_hubs", (), checks.url_list),
     )
     r.finish()
 

@@ -73,6 +73,8 @@ class FeedsConfig:
     # minute of Chinese, Japanese and Korean text.
     reading_words_per_minute: int = 200
     reading_chars_per_minute: int = 500
+    # WebSub hubs every feed advertises and the publisher pings when a feed changes.
+    websub_hubs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

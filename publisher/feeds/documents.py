@@ -108,6 +108,28 @@ class _Attachment(_EntriesOnly):
         return entry
 
 
+class _Hubs(_EntriesOnly):
+    """A feedgen feed extension that writes RSS's ``<atom:link rel="hub">`` (WebSub).
+
+    feedgen (1.0) writes only the self link of a feed's links into RSS, so the hub
+    links go in here, right after it. (Atom's come from ``fg.link``.)
+    """
+
+    def __init__(self) -> None:
+        self.hubs: tuple[str, ...] = ()
+
+    def extend_rss(self, feed: Any) -> Any:
+        from feedgen.util import xml_elem
+
+        channel = feed[0]
+        tag = "{http://www.w3.org/2005/Atom}link"
+        place = next((i for i, child in enumerate(channel) if child.tag == tag), len(channel) - 1)
+        for offset, hub in enumerate(self.hubs, start=1):
+            link = xml_elem(tag, None, href=hub, rel="hub")
+            channel.insert(place + offset, link)
+        return feed
+
+
 def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Rendered]) -> bytes:
     from feedgen.feed import FeedGenerator  # imported late: it costs start-up time
 
@@ -128,6 +150,13 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
     fg.subtitle(site.description or scope.title)
     # feedgen gives RSS's <link> the last link set: the home page, not the self link.
     fg.link(href=scope.url(config, fmt), rel="self")
+    hubs = config.feeds.websub_hubs
+    if hubs and fmt == "atom":
+        for hub in hubs:  # before the alternate link, which RSS's <link> takes
+            fg.link(href=hub, rel="hub")
+    elif hubs:
+        fg.register_extension("websub", _Hubs, None, atom=False, rss=True)
+        fg.websub.hubs = hubs
     fg.link(href=scope.home(config), rel="alternate")
     fg.language(site.language)
     if site.author:
@@ -221,6 +250,8 @@ def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -
     }
     if site.author:
         document["authors"] = [{"name": site.author}]
+    if config.feeds.websub_hubs:
+        document["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.feeds.websub_hubs]
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -55,8 +55,10 @@ class BuildJobs:
         scheduler: BaseScheduler,
         stop_event: threading.Event,
         log: logging.Logger,
+        on_built: Callable[[Sequence[str], datetime], object] | None = None,
     ) -> None:
         self._config = config
+        self._on_built = on_built  # gets each good build's written files (WebSub)
         self.clock = clock
         self.scheduler = scheduler
         self.stop_event = stop_event
@@ -115,6 +117,8 @@ class BuildJobs:
             for warning in result.warnings:
                 self.log.warning("%s", warning)
             self._plan_publish(publish_plan(result.scheduled))
+            if self._on_built is not None and result.written:
+                self._on_built(result.written, now)
             return result
 
     def _save_status(self, record: BuildRecord) -> None:

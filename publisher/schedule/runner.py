@@ -6,6 +6,8 @@ stop event and the watcher, and wires them to the jobs:
 * watching (:mod:`.watch`) hands it settled bursts of saves; it reloads the
   config if that changed and rebuilds once (:mod:`.build_jobs`, which also keeps
   the date job that publishes the soonest future post);
+* after a rebuild that changed a feed, the WebSub pings are queued and sent on an
+  executor of their own (:mod:`.websub_jobs`), and retried every minute;
 * the digest jobs (:mod:`.digest_jobs`) fire on ``digest.schedule`` and once
   at start, to catch up with a digest missed while the process was down;
 * :meth:`Runner.start`, :meth:`Runner.stop` and :meth:`Runner.run_forever`
@@ -43,6 +45,7 @@ from publisher.schedule.digest_jobs import DIGEST_EXECUTOR, DigestJobs, default_
 from publisher.schedule.plans import PublishPlan, publish_plan, retry_time
 from publisher.schedule.runlog import log_job, logger
 from publisher.schedule.watch import Batch, Watcher
+from publisher.schedule.websub_jobs import WEBSUB_EXECUTOR, WebSubJobs
 
 if TYPE_CHECKING:
     from publisher.mail.base import Backend
@@ -90,10 +93,18 @@ class Runner:
             executors={
                 "default": ThreadPoolExecutor(2),
                 DIGEST_EXECUTOR: ThreadPoolExecutor(1),
+                WEBSUB_EXECUTOR: ThreadPoolExecutor(1),
             },
             # No job may be dropped for being late (a suspended laptop, a slow build):
             # the decisions in .plans and .catchup say what lateness means, not APScheduler.
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.websub = WebSubJobs(
+            lambda: self.config,
+            clock=clock,
+            scheduler=self.scheduler,
+            stop_event=self.stop_event,
+            log=self.log,
         )
         self.builds = BuildJobs(
             lambda: self.config,
@@ -101,6 +112,7 @@ class Runner:
             scheduler=self.scheduler,
             stop_event=self.stop_event,
             log=self.log,
+            on_built=self.websub.queued,
         )
         self.digest_jobs = DigestJobs(
             lambda: self.config,
@@ -213,6 +225,7 @@ class Runner:
         # Wake at least once a minute: APScheduler sleeps on a monotonic clock that
         # stands still while the machine is suspended, so a due job would wait on.
         self.scheduler.add_job(_noop, IntervalTrigger(minutes=1), id="heartbeat")
+        self.websub.plan()  # WebSub pings left queued, by this run or an earlier one
         self.scheduler.start()
         next_digest = self.next_digest()
         self.log.info(
