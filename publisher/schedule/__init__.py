@@ -1,7 +1,8 @@
 """``publisher run``: the long-running process and what keeps it honest.
 
 :mod:`.runner` is the process: its life cycle, signals, and the wiring of the
-jobs; :mod:`.build_jobs` rebuilds on save and publishes future posts on time;
+jobs (each job class is a :class:`.jobs.Jobs`); :mod:`.build_jobs` rebuilds on save
+and publishes future posts on time; :mod:`.websub_jobs` sends the WebSub pings;
 :mod:`.digest_jobs` sends digests on the schedule, catches up after downtime
 and retries; :mod:`.watch` turns file events into settled rebuilds.
 :mod:`.catchup` decides, free of I/O, whether a missed digest is sent late or

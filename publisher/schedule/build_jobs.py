@@ -30,6 +30,7 @@ from publisher.build.cache import BuildCache
 from publisher.build.pipeline import BuildResult, build
 from publisher.config import Config
 from publisher.errors import PublisherError
+from publisher.schedule.jobs import Jobs
 from publisher.schedule.plans import PublishPlan, publish_plan
 from publisher.schedule.runlog import log_job
 from publisher.schedule.status import BuildRecord, build_record, failed_build_record, write_status
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["BuildJobs"]
 
 
-class BuildJobs:
+class BuildJobs(Jobs):
     """The ``build`` and ``publish`` jobs around one site, and what they keep between runs.
 
     ``config`` is called at each build, so a reloaded config is used from the
@@ -57,12 +58,8 @@ class BuildJobs:
         log: logging.Logger,
         on_built: Callable[[Sequence[str], datetime], object] | None = None,
     ) -> None:
-        self._config = config
+        super().__init__(config, clock=clock, scheduler=scheduler, stop_event=stop_event, log=log)
         self._on_built = on_built  # gets each good build's written files (WebSub)
-        self.clock = clock
-        self.scheduler = scheduler
-        self.stop_event = stop_event
-        self.log = log
         self.publishing: PublishPlan | None = None
         self._cache: BuildCache | None = None
         self._record: BuildRecord | None = None

@@ -30,6 +30,7 @@ from apscheduler.triggers.date import DateTrigger  # type: ignore[import-untyped
 from publisher.config import Config
 from publisher.errors import ConfigError, LockError, PublisherError
 from publisher.schedule.catchup import Decision, catch_up_decision
+from publisher.schedule.jobs import Jobs
 from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
 from publisher.schedule.plans import BUSY_RETRY, retry_time
 from publisher.schedule.runlog import log_job
@@ -59,7 +60,7 @@ class _StopRequested(Exception):
     """Raised from a digest's progress callback to end the send after the current message."""
 
 
-class DigestJobs:
+class DigestJobs(Jobs):
     """The ``digest``, ``digest-catch-up`` and ``digest-retry`` jobs around one site.
 
     ``config`` is called at each run, so a reloaded config is used from the next
@@ -77,12 +78,8 @@ class DigestJobs:
         backend_factory: Callable[[Config], Backend],
         log: logging.Logger,
     ) -> None:
-        self._config = config
-        self.clock = clock
-        self.scheduler = scheduler
-        self.stop_event = stop_event
+        super().__init__(config, clock=clock, scheduler=scheduler, stop_event=stop_event, log=log)
         self.backend_factory = backend_factory
-        self.log = log
 
     def plan(self, *, catch_up: bool) -> None:
         """(Re)plan the cron job of ``digest.schedule``, and with ``catch_up`` a check at once.

@@ -11,43 +11,23 @@ warning in the run log.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 
-from publisher.config import Config
+from publisher.schedule.jobs import Jobs
 from publisher.schedule.runlog import log_job
 from publisher.websub import Report, queue_changed, send_due
-
-if TYPE_CHECKING:
-    from apscheduler.schedulers.base import BaseScheduler  # type: ignore[import-untyped]
 
 __all__ = ["WEBSUB_EXECUTOR", "WebSubJobs"]
 
 WEBSUB_EXECUTOR = "websub"
 
 
-class WebSubJobs:
+class WebSubJobs(Jobs):
     """Queueing after each rebuild, and the ``websub`` sending job on its own executor."""
-
-    def __init__(
-        self,
-        config: Callable[[], Config],
-        *,
-        clock: Callable[[], datetime],
-        scheduler: BaseScheduler,
-        stop_event: threading.Event,
-        log: logging.Logger,
-    ) -> None:
-        self._config = config
-        self.clock = clock
-        self.scheduler = scheduler
-        self.stop_event = stop_event
-        self.log = log
 
     def queued(self, written: Sequence[str], now: datetime) -> int:
         """Queue the pings of a build's written feeds and send them soon; never raise."""
