@@ -19,6 +19,10 @@ as the median:
   post (so it is in the feeds) and the next build is timed;
 * ``no-change``: the cache is filled and nothing changed.
 
+With ``--archive both`` (the default) every case also runs with RFC 5005 archive
+pages turned off (``feeds.archive: false``, in a second config file beside the
+site's), and the summary gives each case's archives-on/off ratio from the same run.
+
 Peak memory is the child's own max RSS from ``os.wait4``, taken in a tiny wrapper
 interpreter (``getrusage(RUSAGE_CHILDREN)`` would be the maximum over all children so
 far, and a child spawned from this script would inherit its high-water RSS).
@@ -81,6 +85,7 @@ class CaseResult:
     n: int
     case: str
     runs: tuple[Run, ...]
+    variant: str = "archives on"
 
     @property
     def wall_s(self) -> float:
@@ -173,7 +178,13 @@ def _repeat(times: int, prepare: Callable[[int], None], timed: Callable[[], Run]
 
 
 def bench_site(
-    n: int, site: Path, corpus: CorpusInfo, argv: list[str], env: dict[str, str], repeats: int
+    n: int,
+    site: Path,
+    corpus: CorpusInfo,
+    argv: list[str],
+    env: dict[str, str],
+    repeats: int,
+    variant: str = "archives on",
 ) -> list[CaseResult]:
     """Measure the cold, warm and no-change cases on one generated site."""
 
@@ -198,10 +209,24 @@ def bench_site(
     timed()  # settle: the cache now matches the edited post
     unchanged = _repeat(repeats, no_prep, timed)
     return [
-        CaseResult(n, "cold", tuple(cold)),
-        CaseResult(n, "warm", tuple(warm)),
-        CaseResult(n, "no-change", tuple(unchanged)),
+        CaseResult(n, "cold", tuple(cold), variant),
+        CaseResult(n, "warm", tuple(warm), variant),
+        CaseResult(n, "no-change", tuple(unchanged), variant),
     ]
+
+
+#: The second config of ``--archive both|off``: the site's, with archive pages off.
+ARCHIVE_OFF_CONFIG = "config-archive-off.yaml"
+
+
+def write_archive_off_config(site: Path) -> Path:
+    """Write the site's config with ``feeds.archive: false`` beside it; returns its path."""
+    text = CONFIG_YAML
+    if "feeds:\n" not in text:
+        raise SystemExit("error: make_corpus.CONFIG_YAML has no feeds section to extend")
+    path = site / ARCHIVE_OFF_CONFIG
+    path.write_text(text.replace("feeds:\n", "feeds:\n  archive: false\n", 1), encoding="utf-8")
+    return path
 
 
 def _prepare_site(n: int, seed: int, keep: Path | None, tmp: Path) -> tuple[Path, CorpusInfo]:
@@ -228,7 +253,7 @@ def _prepare_site(n: int, seed: int, keep: Path | None, tmp: Path) -> tuple[Path
 def _print_table(results: list[CaseResult]) -> None:
     """Print one row per (N, case)."""
     header = (
-        f"{'N':>7}  {'case':<10} {'wall s':>8} {'min..max s':>15} "
+        f"{'N':>7}  {'case':<10} {'variant':<13} {'wall s':>8} {'min..max s':>15} "
         f"{'posts/s':>10} {'peak RSS MB':>12}"
     )
     print()
@@ -239,27 +264,37 @@ def _print_table(results: list[CaseResult]) -> None:
         hi = max(x.wall_s for x in r.runs)
         rate = r.n / r.wall_s if r.wall_s > 0 else float("inf")
         print(
-            f"{r.n:>7}  {r.case:<10} {r.wall_s:>8.3f} {f'{lo:.3f}..{hi:.3f}':>15} "
+            f"{r.n:>7}  {r.case:<10} {r.variant:<13} {r.wall_s:>8.3f} {f'{lo:.3f}..{hi:.3f}':>15} "
             f"{rate:>10.0f} {r.rss_mb:>12.1f}"
         )
 
 
 def _print_summary(results: list[CaseResult]) -> None:
     """Print cold/warm ratios per N and the targets with PASS/MISS."""
-    by = {(r.n, r.case): r for r in results}
+    variants = {(r.n, r.case, r.variant): r for r in results}
+    main = next(iter(dict.fromkeys(r.variant for r in results)))
+    by = {(n, case): r for (n, case, variant), r in variants.items() if variant == main}
     print()
     for n in sorted({r.n for r in results}):
         cold, warm, same = by[n, "cold"], by[n, "warm"], by[n, "no-change"]
         print(
-            f"N={n}: cold/warm = {cold.wall_s / warm.wall_s:.1f}x, "
+            f"N={n} ({main}): cold/warm = {cold.wall_s / warm.wall_s:.1f}x, "
             f"cold/no-change = {cold.wall_s / same.wall_s:.1f}x"
         )
+        if (n, "cold", "archives off") in variants and main != "archives off":
+            off = {case: variants[n, case, "archives off"].wall_s for case in ("cold", "warm")}
+            off["no-change"] = variants[n, "no-change", "archives off"].wall_s
+            ratios = ", ".join(
+                f"{case} {variants[n, case, main].wall_s / seconds:.2f}x"
+                for case, seconds in off.items()
+            )
+            print(f"N={n}: archives on / off (wall, same run): {ratios}")
     print()
-    print(f"Targets at N={TARGET_N}:")
+    print(f"Targets at N={TARGET_N} ({main}):")
     if (TARGET_N, "cold") not in by:
         print(f"  not measured (add {TARGET_N} to --sizes)")
         return
-    peak = max(r.max_rss_mb for r in results if r.n == TARGET_N)
+    peak = max(r.max_rss_mb for r in results if r.n == TARGET_N and r.variant == main)
     checks = [
         ("cold build", by[TARGET_N, "cold"].wall_s, TARGET_COLD_S, "s"),
         ("warm build", by[TARGET_N, "warm"].wall_s, TARGET_WARM_S, "s"),
@@ -332,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
         'path, else "--config PATH" is appended '
         f'(default "{DEFAULT_COMMAND}"; e.g. "-c pass" to test this script)',
     )
+    parser.add_argument(
+        "--archive",
+        choices=["on", "off", "both"],
+        default="both",
+        help="archive pages on (the sites' default), off, or both, compared (default both)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -353,9 +394,17 @@ def main(argv: list[str] | None = None) -> int:
             args.keep.mkdir(parents=True, exist_ok=True)
         for n in args.sizes:
             site, corpus = _prepare_site(n, args.seed, args.keep, Path(tmp))
-            build_argv = [sys.executable, *build_command(args.command, site / "config.yaml")]
+            configs = []
+            if args.archive in ("on", "both"):
+                configs.append(("archives on", site / "config.yaml"))
+            if args.archive in ("off", "both"):
+                configs.append(("archives off", write_archive_off_config(site)))
             try:
-                results.extend(bench_site(n, site, corpus, build_argv, env, args.repeats))
+                for variant, config in configs:
+                    build_argv = [sys.executable, *build_command(args.command, config)]
+                    results.extend(
+                        bench_site(n, site, corpus, build_argv, env, args.repeats, variant)
+                    )
             except BuildFailed as exc:
                 print(
                     f"\nerror: build failed at N={n} ({exc}): {shlex.join(exc.argv)}",

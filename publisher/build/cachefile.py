@@ -62,7 +62,7 @@ __all__ = [
 
 # 8: a body that is not UTF-8 rejects its post; 9: posts' image, enclosure and
 # reading time, and bodies' first image and text size
-_FORMAT = (9, __version__)
+_FORMAT = (10, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"
@@ -157,7 +157,7 @@ def memo_to_tuple(memo: Memo) -> tuple[Any, ...]:
         memo.settings,
         memo.newest_published.isoformat() if memo.newest_published else None,
         memo.next_scheduled.isoformat() if memo.next_scheduled else None,
-        tuple((s.kind, s.name, s.folder, s.title, s.sources) for s in memo.scopes),
+        tuple((s.kind, s.name, s.folder, s.title, s.sources, s.history) for s in memo.scopes),
         {source: _post_to_tuple(post) for source, post in memo.posts.items()},
         memo.scheduled,
         tuple((e.path, e.message, e.line, e.col, e.field) for e in memo.errors),

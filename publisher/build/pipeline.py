@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from publisher import __version__
 from publisher.build.cache import BuildCache
 from publisher.build.output import OutputWriter
-from publisher.build.plan import make_memo, reuse
-from publisher.build.render import render_outputs
+from publisher.build.plan import Memo, make_memo, reuse
+from publisher.build.render import PostLookup, render_outputs
 from publisher.build.sources import find_post_files, read_edits, read_posts
 from publisher.build.targets import plan_outputs, to_make, write_outputs
 from publisher.config import Config
@@ -68,6 +69,15 @@ class BuildResult:
     @property
     def files(self) -> int:
         return len(self.written) + len(self.unchanged)
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the build knows of every published post, for archive pages."""
+
+    digests: Mapping[str, str]  # content hash by source file
+    lookup: PostLookup  # the post of a source file
+    every_post: list[Post] | None  # all of them, when every post was read
 
 
 def settings_key(config: Config) -> str:
@@ -111,7 +121,7 @@ def build(
     files_before, memo_before = cache.sources(), cache.memo
 
     # Read and plan.
-    result = _plan(
+    result, known = _plan(
         config,
         now or datetime.now(UTC),
         cache,
@@ -122,14 +132,22 @@ def build(
     )
     # Plan every output and its fingerprint first: on a warm build most files are
     # unchanged, and the posts only they show need not be rendered at all.
-    outputs = plan_outputs(config, result.scopes)
+    outputs = plan_outputs(config, result.scopes, known.digests)
     writer = OutputWriter(config.paths.output)
     todo = to_make(outputs, writer, cache.feeds if write else None)
 
     # Looking up a rendered body opens the bodies database: it is closed however
     # the build ends, or each failed build of ``publisher run`` would leave it open.
     try:
-        made = render_outputs(config, result.scopes, todo, cache, parallel)
+        made = render_outputs(
+            config,
+            result.scopes,
+            todo,
+            cache,
+            parallel,
+            known.lookup,
+            every_post=known.every_post,
+        )
         result.rendered = made.rendered
         result.warnings.extend(made.warnings)
         if write:
@@ -181,7 +199,7 @@ def _plan(
     keep_last_good: bool,
     parallel: bool,
     cached: bool,
-) -> BuildResult:
+) -> tuple[BuildResult, _Known]:
     """Decide what every feed shows, from the last plan when it still holds.
 
     ``cached`` says whether the cache knows any post file.
@@ -197,6 +215,10 @@ def _plan(
     # A plan that serves broken posts in their last good version is the watcher's
     # alone: a plain build must report them, so it may not reuse this plan.
     cache.memo = None if stale else make_memo(config, posts, scopes, warnings)
+    by_source = {p.source: p for p in posts.published}
+    known = _Known(
+        {p.source: p.digest for p in posts.published}, by_source.__getitem__, posts.published
+    )
     return BuildResult(
         published=len(posts.published),
         drafts=len(posts.drafts),
@@ -206,12 +228,12 @@ def _plan(
         warnings=warnings,
         stale=stale,
         parsed=parsed,
-    )
+    ), known
 
 
 def _replan(
     config: Config, now: datetime, cache: BuildCache, found: list[tuple[str, os.stat_result | None]]
-) -> BuildResult | None:
+) -> tuple[BuildResult, _Known] | None:
     """The last plan with the edited posts swapped in, reading only those.
 
     None when there is no last plan or it no longer holds: a file was added or
@@ -237,4 +259,23 @@ def _replan(
         warnings=list(memo.warnings),
         parsed=len(edits),
         read_all=False,
-    )
+    ), _Known({s: r[2] for s, r in cache.records().items()}, _lookup(memo, cache), None)
+
+
+def _lookup(memo: Memo, cache: BuildCache) -> PostLookup:
+    """The posts of a reused plan by source file: the plan's own, else the cache's.
+
+    The plan keeps only the posts that current feeds show (and scheduled ones);
+    an archive page made again holds an edited old post, and its neighbours are
+    then decoded from the cache (once, for every post).
+    """
+
+    def lookup(source: str) -> Post:
+        post = memo.posts.get(source)
+        if post is not None:
+            return post
+        result = cache.files[source].result
+        assert isinstance(result, Post), f"{source} is in a plan, so it parsed"
+        return result
+
+    return lookup

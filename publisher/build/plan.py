@@ -56,6 +56,7 @@ class ScopePlan:
     folder: str
     title: str
     sources: tuple[str, ...]
+    history: tuple[str, ...] = ()  # every post of the scope, oldest first (archives)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,14 @@ class Memo:
     def plan(self) -> list[Scope]:
         """The scopes with their posts, as :func:`~publisher.feeds.plan_scopes` made them."""
         return [
-            Scope(s.kind, s.name, s.folder, s.title, tuple(self.posts[p] for p in s.sources))
+            Scope(
+                s.kind,
+                s.name,
+                s.folder,
+                s.title,
+                tuple(self.posts[p] for p in s.sources),
+                s.history,
+            )
             for s in self.scopes
         ]
 
@@ -93,7 +101,9 @@ def make_memo(config: Config, posts: PostSet, scopes: list[Scope], warnings: lis
         newest_published=posts.published[0].date if posts.published else None,
         next_scheduled=posts.scheduled[0].date if posts.scheduled else None,
         scopes=tuple(
-            ScopePlan(s.kind, s.name, s.folder, s.title, tuple(p.source for p in s.posts))
+            ScopePlan(
+                s.kind, s.name, s.folder, s.title, tuple(p.source for p in s.posts), s.history
+            )
             for s in scopes
         ),
         posts=kept,

@@ -13,7 +13,7 @@ post served in its last good version), or write anything: the write step
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import NamedTuple
 
@@ -21,7 +21,15 @@ from publisher.build.cache import BuildCache
 from publisher.build.targets import Output
 from publisher.build.workers import map_chunks, worker_count
 from publisher.config import Config
-from publisher.feeds import MEDIA_TYPES, Scope, feed_document, opml_document, post_url
+from publisher.feeds import (
+    MEDIA_TYPES,
+    ArchiveWriter,
+    Scope,
+    archive_links,
+    feed_document,
+    opml_document,
+    post_url,
+)
 from publisher.site.markup import Rendered, render
 from publisher.site.posts import Post, content_digest, read_body
 
@@ -34,25 +42,50 @@ class Rendering(NamedTuple):
     documents: list[tuple[Output, bytes]]  # each output to write, with its bytes
     warnings: list[str]
     rendered: int  # bodies rendered (the rest came from the cache)
-    unverified: set[str]  # ids of posts whose file no longer matched what was parsed
+    unverified: set[str]  # files of posts that no longer matched what was parsed
+
+
+#: A published post by its source file (archive pages name their posts by file).
+PostLookup = Callable[[str], Post]
 
 
 def render_outputs(
-    config: Config, scopes: list[Scope], todo: list[Output], cache: BuildCache, parallel: bool
+    config: Config,
+    scopes: list[Scope],
+    todo: list[Output],
+    cache: BuildCache,
+    parallel: bool,
+    lookup: PostLookup,
+    *,
+    every_post: Sequence[Post] | None = None,
 ) -> Rendering:
-    """Render the bodies the outputs in ``todo`` show, then make those outputs' bytes."""
-    needed = {p.id: p for o in todo if o.scope for p in o.scope.posts}
+    """Render the bodies the outputs in ``todo`` show, then make those outputs' bytes.
+
+    ``every_post`` holds every published post when the build read them all;
+    with full-content archives it keeps their bodies in the cache.
+    """
+    full_archives = config.feeds.archive and config.feeds.archive_content == "full"
+    needed = {p.id: p for o in todo if o.scope and o.page is None for p in o.scope.posts}
+    if full_archives:
+        for output in todo:
+            if output.page is not None:
+                needed.update((p.id, p) for p in map(lookup, output.page.sources))
     rendered, warnings, count, unverified = _render_posts(
         config, list(needed.values()), cache, parallel
     )
     # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
-    shown = {_render_key(config, p) for scope in scopes for p in scope.posts}
-    cache.keep_bodies(shown)
+    if not full_archives:
+        cache.keep_bodies({_render_key(config, p) for scope in scopes for p in scope.posts})
+    elif every_post is not None:  # archive pages show every post
+        cache.keep_bodies({_render_key(config, p) for p in every_post})
+    # else a warm build that moved no post: the bodies the cache holds are still shown
 
-    # An XML feed costs feedgen and lxml some 2 ms, thirty times the parse of a post.
-    workers = worker_count(len(todo) * 30) if parallel else 1
-    make = partial(_documents, config, scopes, rendered)
-    documents = list(zip(todo, map_chunks(make, todo, workers), strict=True))
+    # A current feed costs feedgen and lxml some 7 ms (a hundred parses of a post),
+    # an archive page a tenth of that: the workers get equal shares of the cost.
+    weights = [1 if o.page is not None else 10 for o in todo]
+    workers = worker_count(sum(weights) * 10) if parallel else 1
+    make = partial(_documents, config, scopes, rendered, lookup)
+    documents = list(zip(todo, map_chunks(make, todo, workers, weights=weights), strict=True))
     return Rendering(documents, warnings, count, unverified)
 
 
@@ -93,8 +126,8 @@ def _render_posts(
 ) -> tuple[dict[str, Rendered], list[str], int, set[str]]:
     """Render each of ``posts``, reusing the cache.
 
-    Returns the bodies by post id, warnings, how many were rendered, and the ids
-    of posts whose file no longer matched what was parsed (not cached).
+    Returns the bodies by post id, warnings, how many were rendered, and the
+    files of posts that no longer matched what was parsed (not cached).
     """
     rendered: dict[str, Rendered] = {}
     todo = []
@@ -113,7 +146,7 @@ def _render_posts(
         if verified:
             cache.put_body(_render_key(config, post), body)
         else:
-            unverified.add(post.id)
+            unverified.add(post.source)
         rendered[post.id] = body
         if warning:
             warnings.append(warning)
@@ -145,13 +178,23 @@ def _index_page(config: Config, scopes: list[Scope]) -> bytes:
 
 
 def _documents(
-    config: Config, scopes: list[Scope], rendered: dict[str, Rendered], outputs: Sequence[Output]
+    config: Config,
+    scopes: list[Scope],
+    rendered: dict[str, Rendered],
+    lookup: PostLookup,
+    outputs: Sequence[Output],
 ) -> list[bytes]:
     """The bytes of each of ``outputs`` (run in worker processes on a cold build)."""
     documents = []
+    # One writer for every page made here: a post's entry is made once per format.
+    archives = ArchiveWriter(config, rendered)
     for output in outputs:
-        if output.scope is not None:
-            documents.append(feed_document(config, output.scope, output.fmt, rendered))
+        if output.page is not None:
+            posts = [lookup(source) for source in reversed(output.page.sources)]
+            documents.append(archives.document(output.page, output.fmt, posts))
+        elif output.scope is not None:
+            links = archive_links(config, output.scope, output.fmt)
+            documents.append(feed_document(config, output.scope, output.fmt, rendered, links))
         elif output.relative == "feeds.opml":
             documents.append(opml_document(config, scopes))
         else:

@@ -51,8 +51,12 @@ def map_chunks(
     *,
     send: Callable[[list[R]], Any] | None = None,
     receive: Callable[[Any], list[R]] | None = None,
+    weights: Sequence[int] | None = None,
 ) -> list[R]:
     """``func`` over ``items`` in ``workers`` contiguous chunks; results keep the input order.
+
+    The chunks hold equal numbers of items, or items of equal total ``weights``
+    (one per item: what each costs, roughly) when given.
 
     Workers are forked, so ``func`` may be any callable (a partial holding large
     objects costs nothing to hand over); only its results are pickled back, or
@@ -66,8 +70,7 @@ def map_chunks(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    size = -(-len(items) // workers)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    chunks = _split(items, workers, weights)
     context = multiprocessing.get_context("fork")
     work: Callable[[Sequence[T]], Any] = func if send is None else lambda c: send(func(c))
     _job = (work, chunks)
@@ -81,6 +84,22 @@ def map_chunks(
     finally:
         _job = None
     return results
+
+
+def _split(items: Sequence[T], workers: int, weights: Sequence[int] | None) -> list[Sequence[T]]:
+    if weights is None:
+        size = -(-len(items) // workers)
+        return [items[i : i + size] for i in range(0, len(items), size)]
+    share = sum(weights) / workers
+    chunks: list[Sequence[T]] = []
+    start, total = 0, 0
+    for index, weight in enumerate(weights):
+        total += weight
+        if total >= share * (len(chunks) + 1) and len(chunks) < workers - 1:
+            chunks.append(items[start : index + 1])
+            start = index + 1
+    chunks.append(items[start:])
+    return [chunk for chunk in chunks if chunk]
 
 
 class Background(threading.Thread, Generic[R]):

@@ -99,6 +99,9 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
             "reading_chars_per_minute", FeedsConfig.reading_chars_per_minute, checks.positive_int
         ),
         websub_hubs=r.get("websub_hubs", (), checks.url_list),
+        archive=r.get("archive", True, checks.boolean),
+        archive_page_size=r.get("archive_page_size", 50, checks.positive_int),
+        archive_content=r.get("archive_content", "summary", checks.choice("full", "summary")),
     )
     r.finish()
 

@@ -75,6 +75,10 @@ class FeedsConfig:
     reading_chars_per_minute: int = 500
     # WebSub hubs every feed advertises and the publisher pings when a feed changes.
     websub_hubs: tuple[str, ...] = ()
+    # RFC 5005 archives: every post of a scope in fixed pages, counted from the oldest.
+    archive: bool = True
+    archive_page_size: int = 50
+    archive_content: str = "summary"  # "summary" or "full"
 
 
 @dataclass(frozen=True)

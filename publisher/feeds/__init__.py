@@ -2,18 +2,31 @@
 
 Pure: nothing here reads or writes files, so the tests drive it with plain
 objects. :mod:`.scopes` decides which feeds exist and what each holds;
-:mod:`.documents` writes their bytes. Imports nothing above :mod:`publisher.site`.
+:mod:`.documents` writes the current feeds' bytes, :mod:`.archives` the RFC 5005
+archive pages'. Imports nothing above :mod:`publisher.site`.
 """
 
+from publisher.feeds.archives import (
+    ArchiveWriter,
+    Page,
+    archive_links,
+    full_pages,
+    plan_pages,
+)
 from publisher.feeds.documents import feed_document, opml_document
 from publisher.feeds.scopes import FILE_NAMES, MEDIA_TYPES, Scope, plan_scopes, post_url
 
 __all__ = [
     "FILE_NAMES",
     "MEDIA_TYPES",
+    "ArchiveWriter",
+    "Page",
     "Scope",
+    "archive_links",
     "feed_document",
+    "full_pages",
     "opml_document",
+    "plan_pages",
     "plan_scopes",
     "post_url",
 ]

@@ -20,7 +20,7 @@ without one is what it was before images were read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -32,7 +32,14 @@ from publisher.site.markup import Rendered, absolute_url, reading_time
 from publisher.site.posts import Enclosure, Post, media_type, plain_title
 from publisher.site.urls import url_join
 
-__all__ = ["feed_document", "opml_document", "quoteattr"]
+__all__ = [
+    "feed_document",
+    "feed_updated",
+    "opml_document",
+    "post_enclosure",
+    "post_image",
+    "quoteattr",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -41,21 +48,25 @@ def _in_zone(config: Config, moment: datetime) -> datetime:
     return moment.astimezone(config.site.timezone)
 
 
-def _feed_updated(config: Config, scope: Scope) -> datetime:
+def feed_updated(config: Config, scope: Scope) -> datetime:
+    """The current feed's time: its newest entry's."""
     # The newest entry's time, not the build time: an unchanged site then yields
     # byte-identical feeds, which keeps HTTP caches and conditional GETs useful.
     newest = max((p.modified for p in scope.posts), default=_EPOCH)
     return _in_zone(config, newest)
 
 
-def _image(config: Config, post: Post, body: Rendered, url: str) -> str:
-    """The post's image as an absolute URL (``url`` is the post's), or ""."""
+def post_image(config: Config, post: Post, body: Rendered | None, url: str) -> str:
+    """The post's image as an absolute URL (``url`` is the post's), or "".
+
+    Without the rendered ``body`` only the front matter's image is known.
+    """
     if post.image:
         return absolute_url(post.image, url)
-    return body.image if config.feeds.image_from_content else ""
+    return body.image if body is not None and config.feeds.image_from_content else ""
 
 
-def _enclosure(post: Post, url: str) -> Enclosure | None:
+def post_enclosure(post: Post, url: str) -> Enclosure | None:
     """The post's attachment with an absolute URL (``url`` is the post's), or None."""
     enclosure = post.enclosure
     if enclosure is None:
@@ -108,15 +119,16 @@ class _Attachment(_EntriesOnly):
         return entry
 
 
-class _Hubs(_EntriesOnly):
-    """A feedgen feed extension that writes RSS's ``<atom:link rel="hub">`` (WebSub).
+class _ChannelLinks(_EntriesOnly):
+    """A feedgen feed extension that writes RSS's other ``<atom:link>`` elements:
+    ``rel="hub"`` (WebSub) and ``rel="prev-archive"`` (RFC 5005).
 
-    feedgen (1.0) writes only the self link of a feed's links into RSS, so the hub
-    links go in here, right after it. (Atom's come from ``fg.link``.)
+    feedgen (1.0) writes only the self link of a feed's links into RSS, so these
+    go in here, right after it. (Atom's come from ``fg.link``.)
     """
 
     def __init__(self) -> None:
-        self.hubs: tuple[str, ...] = ()
+        self.links: list[tuple[str, str]] = []  # (rel, href)
 
     def extend_rss(self, feed: Any) -> Any:
         from feedgen.util import xml_elem
@@ -124,13 +136,19 @@ class _Hubs(_EntriesOnly):
         channel = feed[0]
         tag = "{http://www.w3.org/2005/Atom}link"
         place = next((i for i, child in enumerate(channel) if child.tag == tag), len(channel) - 1)
-        for offset, hub in enumerate(self.hubs, start=1):
-            link = xml_elem(tag, None, href=hub, rel="hub")
+        for offset, (rel, href) in enumerate(self.links, start=1):
+            link = xml_elem(tag, None, href=href, rel=rel)
             channel.insert(place + offset, link)
         return feed
 
 
-def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Rendered]) -> bytes:
+def _xml_feed(
+    config: Config,
+    scope: Scope,
+    fmt: str,
+    rendered: Mapping[str, Rendered],
+    links: Sequence[tuple[str, str]],
+) -> bytes:
     from feedgen.feed import FeedGenerator  # imported late: it costs start-up time
 
     site = config.site
@@ -138,7 +156,7 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
     fg.load_extension("dc", atom=False, rss=True)
     post_urls = [post_url(config, post) for post in scope.posts]
     images = [
-        _image(config, post, rendered[post.id], url)
+        post_image(config, post, rendered[post.id], url)
         for post, url in zip(scope.posts, post_urls, strict=True)
     ]
     if any(images):
@@ -150,19 +168,19 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
     fg.subtitle(site.description or scope.title)
     # feedgen gives RSS's <link> the last link set: the home page, not the self link.
     fg.link(href=scope.url(config, fmt), rel="self")
-    hubs = config.feeds.websub_hubs
-    if hubs and fmt == "atom":
-        for hub in hubs:  # before the alternate link, which RSS's <link> takes
-            fg.link(href=hub, rel="hub")
-    elif hubs:
-        fg.register_extension("websub", _Hubs, None, atom=False, rss=True)
-        fg.websub.hubs = hubs
+    extra = [("hub", hub) for hub in config.feeds.websub_hubs] + list(links)
+    if extra and fmt == "atom":
+        for rel, href in extra:  # before the alternate link, which RSS's <link> takes
+            fg.link(href=href, rel=rel)
+    elif extra:
+        fg.register_extension("channel_links", _ChannelLinks, None, atom=False, rss=True)
+        fg.channel_links.links = extra
     fg.link(href=scope.home(config), rel="alternate")
     fg.language(site.language)
     if site.author:
         fg.author({"name": site.author, **({"email": site.email} if site.email else {})})
     fg.generator("publisher", __version__)
-    fg.updated(_feed_updated(config, scope))
+    fg.updated(feed_updated(config, scope))
     tag_scheme = url_join(site.url, "/tags/")
     for post, url, image in zip(scope.posts, post_urls, images, strict=True):
         fe = fg.add_entry(order="append")
@@ -172,7 +190,7 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
         title = plain_title(post.title)
         fe.title(title)
         fe.link(href=url, rel="alternate")
-        enclosure = _enclosure(post, url)
+        enclosure = post_enclosure(post, url)
         if enclosure is not None:
             fe.attachment.enclosure = enclosure
         if image:
@@ -203,7 +221,12 @@ def _xml_feed(config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Ren
     return data
 
 
-def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -> bytes:
+def _json_feed(
+    config: Config,
+    scope: Scope,
+    rendered: Mapping[str, Rendered],
+    links: Sequence[tuple[str, str]],
+) -> bytes:
     site = config.site
     items: list[dict[str, Any]] = []
     for post in scope.posts:
@@ -227,10 +250,10 @@ def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -
         author = post.author or site.author
         if author:
             item["authors"] = [{"name": author}]
-        image = _image(config, post, body, url)
+        image = post_image(config, post, body, url)
         if image:
             item["image"] = image
-        enclosure = _enclosure(post, url)
+        enclosure = post_enclosure(post, url)
         if enclosure is not None:
             attachment: dict[str, Any] = {"url": enclosure.url, "mime_type": enclosure.type}
             if enclosure.length is not None:
@@ -252,16 +275,27 @@ def _json_feed(config: Config, scope: Scope, rendered: Mapping[str, Rendered]) -
         document["authors"] = [{"name": site.author}]
     if config.feeds.websub_hubs:
         document["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.feeds.websub_hubs]
+    older = dict(links).get("prev-archive")
+    if older:  # JSON Feed 1.1's paging: next_url holds the older items
+        document["next_url"] = older
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
 
 
 def feed_document(
-    config: Config, scope: Scope, fmt: str, rendered: Mapping[str, Rendered]
+    config: Config,
+    scope: Scope,
+    fmt: str,
+    rendered: Mapping[str, Rendered],
+    links: Sequence[tuple[str, str]] = (),
 ) -> bytes:
-    """The bytes of one feed; ``rendered`` maps each post id to its rendered body."""
+    """The bytes of one current feed; ``rendered`` maps each post id to its rendered body.
+
+    ``links`` are (rel, URL) pairs the feed also carries: its ``prev-archive``
+    link (see :func:`publisher.feeds.archives.archive_links`).
+    """
     if fmt == "json":
-        return _json_feed(config, scope, rendered)
-    return _xml_feed(config, scope, fmt, rendered)
+        return _json_feed(config, scope, rendered, links)
+    return _xml_feed(config, scope, fmt, rendered, links)
 
 
 def opml_document(config: Config, scopes: Iterable[Scope]) -> bytes:

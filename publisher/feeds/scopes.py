@@ -31,7 +31,10 @@ class Scope:
     name: str  # the category or tag as written; "" for the site
     folder: str  # "" or "categories/<slug>/" (not percent-encoded)
     title: str
-    posts: tuple[Post, ...]  # newest first, at most feeds.max_items
+    posts: tuple[Post, ...]  # the current feed's, newest first (see plan_scopes)
+    # With archives on: every post of the scope, by source file, oldest first;
+    # the archive pages are cut from it (see publisher.feeds.archives).
+    history: tuple[str, ...] = ()
 
     def path(self, fmt: str) -> str:
         """The feed file's path relative to the output folder."""
@@ -52,15 +55,32 @@ def post_url(config: Config, post: Post) -> str:
 
 
 def _group(
-    posts: Iterable[Post], names_of: Callable[[Post], Iterable[str]], limit: int
+    posts: Iterable[Post], names_of: Callable[[Post], Iterable[str]]
 ) -> dict[str, list[Post]]:
     groups: dict[str, list[Post]] = {}
     for post in posts:
         for name in names_of(post):
-            items = groups.setdefault(name, [])
-            if len(items) < limit:
-                items.append(post)
+            groups.setdefault(name, []).append(post)
     return groups
+
+
+def _scope(
+    config: Config, kind: str, name: str, folder: str, title: str, posts: list[Post]
+) -> Scope:
+    """A scope of ``posts`` (newest first): its current feed and, with archives, its history.
+
+    Archive pages hold ``feeds.archive_page_size`` posts each, counted from the
+    oldest, and only full pages are archives; the current feed holds the newest
+    ``feeds.max_items`` posts, or every post since the newest full page when that
+    is more, so that walking back from it misses none.
+    """
+    feeds = config.feeds
+    if not feeds.archive:
+        return Scope(kind, name, folder, title, tuple(posts[: feeds.max_items]))
+    since_full = len(posts) % feeds.archive_page_size
+    current = posts[: max(feeds.max_items, since_full)]
+    history = tuple(p.source for p in reversed(posts))
+    return Scope(kind, name, folder, title, tuple(current), history)
 
 
 def plan_scopes(config: Config, published: list[Post]) -> list[Scope]:
@@ -69,9 +89,8 @@ def plan_scopes(config: Config, published: list[Post]) -> list[Scope]:
     ``published`` must be sorted newest first. Names whose slugs collide get
     distinct folders (see :func:`~publisher.site.urls.assign_slugs`).
     """
-    limit = config.feeds.max_items
     site = config.site
-    scopes = [Scope("site", "", "", site.title, tuple(published[:limit]))]
+    scopes = [_scope(config, "site", "", "", site.title, published)]
     kinds: list[tuple[str, str, Callable[[Post], Iterable[str]], Mapping[str, str], str]] = []
     if config.feeds.per_category:
         kinds.append(
@@ -80,16 +99,11 @@ def plan_scopes(config: Config, published: list[Post]) -> list[Scope]:
     if config.feeds.per_tag:
         kinds.append(("tag", "tags", lambda p: p.tags, config.feeds.tag_slugs, "#"))
     for kind, folder, names_of, overrides, mark in kinds:
-        groups = _group(published, names_of, limit)
+        groups = _group(published, names_of)
         slugs = assign_slugs(groups, overrides)
         for name in sorted(groups):
+            title = f"{site.title} – {mark}{name}"
             scopes.append(
-                Scope(
-                    kind,
-                    name,
-                    f"{folder}/{slugs[name]}/",
-                    f"{site.title} – {mark}{name}",
-                    tuple(groups[name]),
-                )
+                _scope(config, kind, name, f"{folder}/{slugs[name]}/", title, groups[name])
             )
     return scopes

@@ -23,6 +23,7 @@ from publisher.errors import PostError
 from publisher.site import fields
 from publisher.site.dates import parse_date
 from publisher.site.fields import Enclosure, media_type, plain_title
+from publisher.site.lead import lead_text
 from publisher.site.matter import MatterError, load_matter, split_matter
 from publisher.site.urls import expand_permalink, slugify
 
@@ -80,6 +81,8 @@ class Post(NamedTuple):
     image: str = ""  # front matter image: absolute, or relative to the post's URL
     enclosure: Enclosure | None = None
     reading_time: int = 0  # minutes, from the front matter; 0: worked out from the body
+    # The body's first paragraph as plain text when there is no excerpt (see site.lead).
+    lead: str = ""
 
     @property
     def modified(self) -> datetime:
@@ -324,9 +327,13 @@ def parse_post(
     # Checked last, so that a problem in the front matter, which comes first in
     # the file, is the one reported. A body that is not UTF-8 would otherwise be
     # published with replacement characters and no word to the writer.
-    problem = _body_problem(source, data, body_offset + (3 if data.startswith(_BOM) else 0))
+    body_start = body_offset + (3 if data.startswith(_BOM) else 0)
+    problem = _body_problem(source, data, body_start)
     if problem is not None:
         raise problem
+    # An archive entry's summary, when the writer gave none (made here, where the
+    # body is at hand, so that archives need not render every post).
+    lead = "" if excerpt else remove_xml_illegal(lead_text(data[body_start:].decode()))[0]
 
     return Post(
         source=source,
@@ -347,6 +354,7 @@ def parse_post(
         image=image,
         enclosure=enclosure,
         reading_time=reading_time,
+        lead=lead,
     )
 
 
