@@ -177,42 +177,49 @@ class OutputWriter:
         self.written: list[str] = []
         self.unchanged: list[str] = []
         self._resolved_root = root.resolve()
-        self._targets: dict[str, Path] = {}  # relative path -> target, once claimed
-        # Folder (relative) -> its path, checked, and the names of the files and
-        # links in it: a build with archive pages claims some 1,500 files in 60
-        # folders, and resolving and stating each one cost more than the build.
-        self._folders: dict[str, tuple[Path, dict[str, bool]]] = {}
+        self._keys: dict[str, str] = {}  # relative path -> its target as text, once claimed
+        self._targets: dict[str, Path] = {}  # relative path -> target, once asked for
+        # Folder (relative) -> its checked path as text, and the names of the files
+        # and links in it: a build with archive pages claims some 1,500 files in 60
+        # folders, and resolving, stating and making a Path of each cost more than
+        # the rest of a no-change build.
+        self._folders: dict[str, tuple[str, dict[str, bool]]] = {}
 
-    def claim(self, relative: str, owner: str) -> Path:
+    def claim(self, relative: str, owner: str) -> None:
         """Reserve ``relative`` for ``owner``; a claim by another owner on one path is an error.
 
         ``owner`` says what the file is for, so that two outputs aimed at the
         same path are reported by name instead of one silently replacing the other.
         The same owner may claim its path again (a build claims before it writes).
         """
-        target = self._targets.get(relative)
-        if target is None:
-            target = self._safe_target(relative)
-        key = target.as_posix()
+        key = self._keys.get(relative)
+        if key is None:
+            key = self._safe_target(relative)
         if self.claimed.setdefault(key, owner) != owner:
             raise OutputError(
                 f"{relative}: both {self.claimed[key]} and {owner} would be written here"
             )
-        self._targets[relative] = target
+        self._keys[relative] = key
+
+    def target(self, relative: str) -> Path:
+        """The path a claimed ``relative`` is written to."""
+        target = self._targets.get(relative)
+        if target is None:
+            target = self._targets[relative] = Path(self._keys[relative])
         return target
 
-    def _safe_target(self, relative: str) -> Path:
-        """:func:`safe_join` of ``relative``, resolving each folder once, not each file."""
+    def _safe_target(self, relative: str) -> str:
+        """:func:`safe_join` of ``relative`` as text, resolving each folder once, not each file."""
         folder, _, name = relative.replace("\\", "/").rpartition("/")
         listing = self._folder(folder)
         if listing is None or name in ("", ".", "..") or "\x00" in name:
-            return safe_join(self.root, relative, resolved_root=self._resolved_root)
+            return safe_join(self.root, relative, resolved_root=self._resolved_root).as_posix()
         path, names = listing
         if names.get(name, False):  # a link: where it points must be checked
-            return safe_join(self.root, relative, resolved_root=self._resolved_root)
-        return path / name
+            return safe_join(self.root, relative, resolved_root=self._resolved_root).as_posix()
+        return f"{path}/{name}"
 
-    def _folder(self, folder: str) -> tuple[Path, dict[str, bool]] | None:
+    def _folder(self, folder: str) -> tuple[str, dict[str, bool]] | None:
         """The checked path of ``folder`` and its files (name -> is a link); None if unsafe."""
         listing = self._folders.get(folder)
         if listing is not None:
@@ -235,7 +242,7 @@ class OutputWriter:
                         names[entry.name] = False
         except OSError:
             pass  # not there yet: it holds nothing
-        self._folders[folder] = listing = (path, names)
+        self._folders[folder] = listing = (path.as_posix(), names)
         return listing
 
     def present(self, relative: str) -> bool:
@@ -243,23 +250,24 @@ class OutputWriter:
         folder, _, name = relative.replace("\\", "/").rpartition("/")
         listing = self._folders.get(folder)
         if listing is None:
-            return self._targets[relative].exists()
+            return self.target(relative).exists()
         is_link = listing[1].get(name)
         if is_link is None:
             return False
-        return not is_link or self._targets[relative].exists()
+        return not is_link or self.target(relative).exists()
 
     def write(self, relative: str, data: bytes, owner: str) -> Path:
         """Write ``data`` to ``relative`` unless the same bytes are already there."""
         self.write_all([(relative, data, owner)])
-        return self._targets[relative]
+        return self.target(relative)
 
     def write_all(self, files: Sequence[tuple[str, bytes, str]]) -> None:
         """:meth:`write` for many (relative path, data, owner), flushed to disk together."""
         changed: list[tuple[Path, bytes]] = []
         relatives = []
         for relative, data, owner in files:
-            target = self.claim(relative, owner)
+            self.claim(relative, owner)
+            target = self.target(relative)
             if self._same(target, data):
                 self.unchanged.append(relative)
             else:
@@ -286,11 +294,12 @@ class OutputWriter:
         removed = []
         for relative in relatives:
             try:
-                target = safe_join(self.root, relative, resolved_root=self._resolved_root)
+                key = self._safe_target(relative)
             except OutputError:
                 continue
-            if target.as_posix() in self.claimed:
+            if key in self.claimed:
                 continue
+            target = Path(key)
             try:
                 target.unlink()
             except OSError:
