@@ -175,6 +175,7 @@ class OutputWriter:
         self.root = root
         self.claimed: dict[str, str] = {}
         self.written: list[str] = []
+        self.created: list[str] = []  # those of written that were not there before
         self.unchanged: list[str] = []
         self._resolved_root = root.resolve()
         self._keys: dict[str, str] = {}  # relative path -> its target as text, once claimed
@@ -265,25 +266,33 @@ class OutputWriter:
         """:meth:`write` for many (relative path, data, owner), flushed to disk together."""
         changed: list[tuple[Path, bytes]] = []
         relatives = []
+        created = []
         for relative, data, owner in files:
             self.claim(relative, owner)
             target = self.target(relative)
-            if self._same(target, data):
+            existed, same = self._compare(target, data)
+            if same:
                 self.unchanged.append(relative)
             else:
+                if not existed:
+                    created.append(relative)
                 changed.append((target, data))
                 relatives.append(relative)
         atomic_write_many(changed)
         self.written.extend(relatives)
+        self.created.extend(created)
 
     @staticmethod
-    def _same(target: Path, data: bytes) -> bool:
+    def _compare(target: Path, data: bytes) -> tuple[bool, bool]:
+        """Whether ``target`` exists, and whether it holds ``data`` already."""
         # Leaving an unchanged feed alone keeps its mtime, so HTTP caches and
         # conditional requests keep working.
         try:
-            return target.stat().st_size == len(data) and target.read_bytes() == data
+            if target.stat().st_size != len(data):
+                return True, False
+            return True, target.read_bytes() == data
         except OSError:
-            return False
+            return False, False
 
     def remove_stale(self, relatives: list[str]) -> list[str]:
         """Delete files an earlier build wrote and this one does not; returns those removed.

@@ -36,7 +36,7 @@ from publisher.build.sources import find_post_files, read_edits, read_posts
 from publisher.build.targets import plan_outputs, to_make, write_outputs
 from publisher.config import Config
 from publisher.errors import PostError
-from publisher.feeds import Scope, plan_scopes
+from publisher.feeds import Scope, is_page, plan_scopes
 from publisher.site.posts import Post, PostSet, split_posts
 
 __all__ = ["BuildResult", "build", "load_site", "settings_key"]
@@ -56,6 +56,7 @@ class BuildResult:
     errors: list[PostError] = field(default_factory=list)  # rejected post files
     scopes: list[Scope] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # those of written that were new
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -65,6 +66,17 @@ class BuildResult:
     read_all: bool = True  # False when the last plan held and only edited posts were read
     seconds: float = 0.0
     cache: BuildCache | None = None  # what to pass as ``cache`` to the next build
+
+    @property
+    def changed_feeds(self) -> list[str]:
+        """The feeds written that a subscriber may have read before: for WebSub pings.
+
+        Every current feed written, and each archive page that was there before
+        (an old post edited, the open page grown); not the pages made new, of
+        which no hub can have a subscriber (a cold build makes hundreds).
+        """
+        created = set(self.created)
+        return [f for f in self.written if not (is_page(f) and f in created)]
 
     @property
     def files(self) -> int:
@@ -168,6 +180,7 @@ def build(
         cache.close()
     cache.end_reading()
     result.written = writer.written
+    result.created = writer.created
     result.unchanged = writer.unchanged
     result.cache = cache
     result.seconds = time.perf_counter() - started

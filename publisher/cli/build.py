@@ -76,7 +76,7 @@ def build(state: State, no_cache: bool) -> None:
     if problem:
         click.echo(f"warning: {problem}", err=True)
     if config.feeds.websub_hubs:
-        _ping_hubs(config, result.written, now)
+        _ping_hubs(config, result.changed_feeds, now)
     sys.exit(EXIT_REJECTED if result.errors else EXIT_OK)
 
 

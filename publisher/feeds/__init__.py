@@ -11,6 +11,7 @@ from publisher.feeds.archives import (
     Page,
     archive_links,
     full_pages,
+    is_page,
     plan_pages,
 )
 from publisher.feeds.documents import feed_document, opml_document
@@ -25,6 +26,7 @@ __all__ = [
     "archive_links",
     "feed_document",
     "full_pages",
+    "is_page",
     "opml_document",
     "plan_pages",
     "plan_scopes",

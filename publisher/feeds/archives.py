@@ -31,6 +31,7 @@ Pure: posts in, bytes out.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +52,7 @@ __all__ = [
     "Page",
     "archive_links",
     "full_pages",
+    "is_page",
     "plan_pages",
 ]
 
@@ -74,6 +76,16 @@ class Page:
 
     def url(self, config: Config, fmt: str) -> str:
         return url_join(config.site.url, "/" + self.path(fmt))
+
+
+_PAGE_PATH = re.compile(
+    r"(?:^|/)archive/(?:atom|rss)/[1-9][0-9]*\.xml$|(?:^|/)archive/json/[1-9][0-9]*\.json$"
+)
+
+
+def is_page(relative: str) -> bool:
+    """Whether ``relative`` (a path in the output folder) is an archive page's."""
+    return _PAGE_PATH.search(relative) is not None
 
 
 def _page_path(scope: Scope, number: int, fmt: str) -> str:

@@ -59,7 +59,7 @@ class BuildJobs(Jobs):
         on_built: Callable[[Sequence[str], datetime], object] | None = None,
     ) -> None:
         super().__init__(config, clock=clock, scheduler=scheduler, stop_event=stop_event, log=log)
-        self._on_built = on_built  # gets each good build's written files (WebSub)
+        self._on_built = on_built  # gets each good build's changed feeds (WebSub)
         self.publishing: PublishPlan | None = None
         self._cache: BuildCache | None = None
         self._record: BuildRecord | None = None
@@ -114,8 +114,8 @@ class BuildJobs(Jobs):
             for warning in result.warnings:
                 self.log.warning("%s", warning)
             self._plan_publish(publish_plan(result.scheduled))
-            if self._on_built is not None and result.written:
-                self._on_built(result.written, now)
+            if self._on_built is not None and result.changed_feeds:
+                self._on_built(result.changed_feeds, now)
             return result
 
     def _save_status(self, record: BuildRecord) -> None:

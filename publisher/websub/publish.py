@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from publisher.config import Config
+from publisher.feeds.archives import is_page
 from publisher.feeds.scopes import FILE_NAMES
 from publisher.site.urls import url_join
 from publisher.websub import queue
@@ -47,11 +48,11 @@ def _path(config: Config) -> Path:
 
 
 def changed_topics(config: Config, written: Iterable[str]) -> list[str]:
-    """The URLs of the feeds among ``written`` (paths relative to the output folder)."""
+    """The URLs of the feeds and archive pages among ``written`` (paths in the output folder)."""
     return [
         url_join(config.site.url, "/" + path)
         for path in written
-        if PurePosixPath(path).name in _FEED_FILES
+        if PurePosixPath(path).name in _FEED_FILES or is_page(path)
     ]
 
 

@@ -78,6 +78,46 @@ def test_one_ping_per_changed_feed_and_none_without_a_change(site: Site) -> None
         assert len(hub.topics()) == 6
 
 
+def test_archive_pages_advertise_the_hub_and_are_pinged_when_they_change_not_when_new(
+    site: Site,
+) -> None:
+    site.write_config(feeds={"formats": ["atom"], "per_category": False, "archive_page_size": 2})
+    for day in range(1, 6):
+        site.post(f"2026-04-0{day}-p{day}.md", f"title: P{day}\ndate: 2026-04-0{day} 10:00")
+    with hub_server() as hub:
+        site.write_config(
+            feeds={
+                "formats": ["atom"],
+                "per_category": False,
+                "archive_page_size": 2,
+                "websub_hubs": [hub.url],
+            }
+        )
+        code, _, err = _build(site)
+        assert code == 0, err
+        page = site.output / "archive" / "atom" / "1.xml"
+        links = {
+            link.get("rel"): link.get("href")
+            for link in etree.fromstring(page.read_bytes()).findall(
+                "{http://www.w3.org/2005/Atom}link"
+            )
+        }
+        assert links["hub"] == hub.url
+        assert links["self"] == "https://example.com/archive/atom/1.xml"
+        # Three pages made new: nobody can have subscribed to them yet.
+        assert hub.topics() == ["https://example.com/atom.xml"]
+
+        hub.clear()
+        site.post("2026-04-01-p1.md", "title: P1, edited\ndate: 2026-04-01 10:00")
+        code, _, err = _build(site, NOW + timedelta(minutes=5))
+        assert code == 0, err
+        # P1 is in page 1, and in the current feed (max_items 20 holds all five).
+        assert sorted(hub.topics()) == [
+            "https://example.com/archive/atom/1.xml",
+            "https://example.com/atom.xml",
+        ]
+
+
 def test_a_ping_the_hub_refused_with_503_stays_queued_and_goes_on_the_next_try(
     site: Site,
 ) -> None:
