@@ -13,6 +13,7 @@ names the environment variables that hold them.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +27,7 @@ from publisher.config.model import (
     FEED_FORMATS,
     Config,
     DigestConfig,
+    DkimConfig,
     FeedsConfig,
     PathsConfig,
     ServerConfig,
@@ -136,6 +138,8 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
     )
     r.finish()
 
+    dkim = _dkim(checks.Reader(top.get("dkim", {}, lambda v: v), "dkim", problems), root, problems)
+
     r = checks.Reader(top.get("store", {}, lambda v: v), "store", problems)
     store_url = r.get("url", StoreConfig.url, checks.text)
     if store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
@@ -171,7 +175,30 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
             problems.append(problem)
     if problems:
         raise ConfigError(problems, source)
-    return Config(site, paths, feeds, permalink, digest, smtp, store, server)
+    return Config(site, paths, feeds, permalink, digest, smtp, store, server, dkim=dkim)
+
+
+def _dkim(r: checks.Reader, root: Path, problems: list[str]) -> DkimConfig:
+    """The dkim section: a selector and exactly one of key_file and key_env."""
+    selector = r.get("selector", "", checks.text)
+    domain = r.get("domain", "", checks.text)
+    key_file = r.get("key_file", "", checks.text)
+    key_env = r.get("key_env", "", checks.env_name)
+    r.finish()
+    if not (selector or domain or key_file or key_env):
+        return DkimConfig()
+    if not selector:
+        problems.append("dkim.selector: is required to sign (the DNS name <selector>._domainkey)")
+    if bool(key_file) == bool(key_env):
+        problems.append("dkim: give exactly one of key_file and key_env for the private key")
+    path = (root / key_file).resolve() if key_file else None
+    if path is not None:
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            problems.append(f"dkim.key_file: cannot read {path}: {exc.strerror or exc}")
+    return DkimConfig(selector=selector, domain=domain, key_file=path, key_env=key_env)
 
 
 def load_config(path: Path | None = None) -> Config:
@@ -195,17 +222,7 @@ def load_config(path: Path | None = None) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{where}invalid YAML: {problem}"], str(path)) from exc
     config = parse_config(raw, path.parent.absolute(), str(path))
-    return Config(
-        config.site,
-        config.paths,
-        config.feeds,
-        config.permalink,
-        config.digest,
-        config.smtp,
-        config.store,
-        config.server,
-        source=path.absolute(),
-    )
+    return replace(config, source=path.absolute())
 
 
 def secret_from_env(name: str) -> str | None:

@@ -17,6 +17,7 @@ __all__ = [
     "FEED_FORMATS",
     "Config",
     "DigestConfig",
+    "DkimConfig",
     "FeedsConfig",
     "PathsConfig",
     "ServerConfig",
@@ -116,6 +117,20 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class DkimConfig:
+    """DKIM signing of every outgoing message; off while ``selector`` is empty.
+
+    The private key is read from ``key_file`` or from the environment variable
+    named by ``key_env`` when a backend is made, never kept in the config.
+    """
+
+    selector: str = ""
+    domain: str = ""  # "" : the domain of the From address (digest.from)
+    key_file: Path | None = None
+    key_env: str = ""
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     """Where subscribers and the send ledger live (an SQLAlchemy URL)."""
 
@@ -152,3 +167,4 @@ class Config:
     store: StoreConfig
     server: ServerConfig
     source: Path | None = None
+    dkim: DkimConfig = DkimConfig()

@@ -35,12 +35,21 @@ BACKENDS = ("outbox", "smtp", "memory")
 
 
 def make_backend(config: Config, *, name: str | None = None) -> Backend:
-    """The backend named ``name``, or by ``digest.backend`` in the config."""
+    """The backend named ``name``, or by ``digest.backend`` in the config.
+
+    With ``dkim.selector`` set, every message it sends is DKIM-signed first
+    (:mod:`.dkim`).
+    """
+    from publisher.mail.dkim import signing
+
     chosen = name or config.digest.backend
+    backend: Backend
     if chosen == "outbox":
-        return OutboxBackend(config.paths.outbox)
-    if chosen == "smtp":
-        return SmtpBackend(config.smtp)
-    if chosen == "memory":
-        return MemoryBackend()
-    raise ConfigError([f"digest.backend: must be one of {', '.join(BACKENDS)}, got {chosen!r}"])
+        backend = OutboxBackend(config.paths.outbox)
+    elif chosen == "smtp":
+        backend = SmtpBackend(config.smtp)
+    elif chosen == "memory":
+        backend = MemoryBackend()
+    else:
+        raise ConfigError([f"digest.backend: must be one of {', '.join(BACKENDS)}, got {chosen!r}"])
+    return signing(config, backend)
