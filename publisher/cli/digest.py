@@ -136,17 +136,49 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
     is_flag=True,
     help="Send the period even if it is more than digest.max_lateness late, or was skipped.",
 )
+@click.option(
+    "--to",
+    "to",
+    metavar="ADDRESS",
+    help="Test send: this period's digest to ADDRESS only, marked [test], recorded nowhere.",
+)
+@click.option(
+    "--as",
+    "as_email",
+    metavar="SUBSCRIBER",
+    help="With --to: the digest as this subscriber gets it (default: one following everything).",
+)
 @click.pass_obj
-def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
+def send(
+    state: State,
+    dry_run: bool,
+    key: str | None,
+    late_ok: bool,
+    to: str | None,
+    as_email: str | None,
+) -> None:
     """Send the current period's digest to every subscriber who has something new.
 
     Safe to run again: nobody gets the same digest twice. A period that was
     never started and is more than digest.max_lateness late is skipped, as
     `publisher run` would (a systemd timer with Persistent=true runs late after
     downtime); --late-ok sends it, once. Exit 1 if any message failed or is uncertain.
+
+    With --to, sends only a test: the digest rendered as SUBSCRIBER (--as) would
+    get it, to ADDRESS, through the configured backend; repeatable, and nothing
+    is recorded.
     """
     from publisher.schedule.catchup import catch_up_decision
 
+    if to is not None:
+        if dry_run or key is not None or late_ok:
+            raise click.UsageError(
+                "--to sends a test of the current period: without --dry-run, --period or --late-ok"
+            )
+        _test_send(state, to, as_email)
+        return
+    if as_email is not None:
+        raise click.UsageError("--as SUBSCRIBER goes with --to ADDRESS")
     config = state.config
     now = state.clock()
     with _locked_store(config, "a digest is being sent") as store:
@@ -163,6 +195,43 @@ def send(state: State, dry_run: bool, key: str | None, late_ok: bool) -> None:
                 sys.exit(0)
         report = _send(state, store, period, dry_run=dry_run, late_ok=late_ok)
     _exit_with(report)
+
+
+def _test_send(state: State, to: str, as_email: str | None) -> NoReturn:
+    """Send this period's digest to ``to`` only, as ``as_email`` would get it; record nothing."""
+    from email.utils import parseaddr
+
+    from publisher.digest.preview import preview_digest, trial_message
+    from publisher.errors import SendError
+    from publisher.mail import make_backend
+    from publisher.store import Store
+
+    address = parseaddr(to)[1]
+    if not address or "@" not in address or address != to.strip():
+        raise click.BadParameter(f"{to!r} is not an email address", param_hint="--to")
+    config = state.config
+    now = state.clock()
+    if as_email is None:
+        shown = preview_digest(config, now=now)
+    else:
+        with Store.open(config) as store:
+            shown = preview_digest(config, now=now, store=store, email=as_email)
+    if shown.rendered is None:
+        click.echo(f"digest {shown.period.key}: nothing new for {shown.email}; nothing sent")
+        sys.exit(0)
+    message = trial_message(config, shown, address, now)
+    try:
+        with make_backend(config) as backend:
+            backend.send(message)
+    except SendError as exc:
+        click.echo(f"digest {shown.period.key}: test to {address} not sent: {exc}", err=True)
+        sys.exit(1)
+    size = len(message.data())
+    click.echo(
+        f"digest {shown.period.key}: test sent to {address} as {shown.email}"
+        f" ({shown.posts} posts, {size:,} bytes); nothing recorded"
+    )
+    sys.exit(0)
 
 
 def _exit_with(report: SendReport) -> NoReturn:

@@ -4,27 +4,34 @@ Reads the site (through the build's cache) and, when given an address, that
 subscriber and what they have already received from the store. Never writes
 to the store, never writes a file and never uses a backend: its links carry
 a fake token, so nothing it shows can unsubscribe anyone.
+
+:func:`trial_message` makes a preview into the message of a test send
+(``publisher digest send --to``): the same digest, to another address, marked
+``[test]`` in its subject, its links as fake as the preview's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from email.utils import make_msgid
 
 from publisher.build.reader import SiteReader
 from publisher.config import Config
 from publisher.digest.filling import RenderedDigest
+from publisher.digest.message import MessageBuilder
 from publisher.digest.period import Period, period_at, period_key
 from publisher.digest.plan import plan_selections
 from publisher.digest.render import DigestRenderer, recipient_for
 from publisher.digest.views import post_views
 from publisher.digest.webcopy import web_copy_url
 from publisher.errors import PublisherError
-from publisher.mail.headers import check_header
+from publisher.mail.headers import check_header, mail_host
+from publisher.mail.prepared import PreparedMessage
 from publisher.store import Store, Subscriber
 
-__all__ = ["Preview", "preview_digest"]
+__all__ = ["Preview", "preview_digest", "trial_message"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,19 @@ def preview_digest(
     rendered = renderer.render(selection, recipient)
     check_header("Subject", rendered.subject)
     return Preview(period, reader.email, rendered, len(selection.posts))
+
+
+def trial_message(config: Config, shown: Preview, to: str, now: datetime) -> PreparedMessage:
+    """The test-send message of ``shown``: to ``to``, subject marked ``[test]``.
+
+    Its Message-ID is new each time, so a repeated test send is a new message;
+    its links carry the preview's fake token, so the tester cannot unsubscribe
+    the reader it was rendered for.
+    """
+    assert shown.rendered is not None, "a preview with nothing new has no message"
+    content = replace(shown.rendered, subject=f"[test] {shown.rendered.subject}")
+    recipient = recipient_for(config, 0, to, "", None)
+    message_id = make_msgid("test", domain=mail_host(config))
+    return MessageBuilder(config).prepare(
+        recipient=recipient, content=content, message_id=message_id, now=now
+    )
