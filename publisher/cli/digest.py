@@ -121,9 +121,11 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
     atomic_write(target, shown.rendered.html.encode("utf-8"))
     click.echo(f"Subject: {shown.rendered.subject}\n")
     click.echo(shown.rendered.text, nl=False)
+    size = len(shown.rendered.html.encode("utf-8"))
     click.echo(
         f"digest {shown.period.key}: {shown.posts} posts for {shown.email};"
-        f" HTML written to {target}",
+        f" HTML written to {target}; HTML part {size:,} bytes"
+        f" (digest.max_html_bytes {config.digest.max_html_bytes:,})",
         err=True,
     )
 

@@ -120,6 +120,7 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         backend=r.get("backend", "outbox", checks.choice("outbox", "smtp")),
         list_id=r.get("list_id", "", checks.text),
         unsubscribe_mailto=r.get("unsubscribe_mailto", "", checks.text),
+        max_html_bytes=r.get("max_html_bytes", DigestConfig.max_html_bytes, checks.positive_int),
     )
     r.finish()
 

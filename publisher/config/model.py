@@ -96,6 +96,9 @@ class DigestConfig:
     backend: str = "outbox"  # "outbox" or "smtp"
     list_id: str = ""
     unsubscribe_mailto: str = ""
+    # Gmail clips a message whose HTML passes about 102 KB, hiding the footer with
+    # the unsubscribe link: a larger digest is sent with titles and links only.
+    max_html_bytes: int = 95_000
 
 
 @dataclass(frozen=True)

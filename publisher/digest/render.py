@@ -47,7 +47,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import css_inline
@@ -79,6 +79,10 @@ TEXT_TEMPLATE = "digest.txt.j2"
 # What preview links carry instead of a signed token: obviously not a real one.
 PREVIEW_TOKEN = "PREVIEW-not-a-real-token"
 _CACHE_SIZE = 512
+# Bytes of HTML kept free for what differs between readers (a name, an address
+# and two personal links, each shown a few times), so that the decision made
+# once with placeholders holds for every reader's real values.
+_READER_ROOM = 2_000
 # A value with a control character is never filled in: parsing HTML changes some
 # (CR becomes LF, NUL goes). Values go into the HTML as filling._html_text writes them,
 # which is what the inliner writes in text, checked for each digest with _PROBE;
@@ -180,26 +184,33 @@ class DigestRenderer:
         nonce = secrets.token_hex(8)
         self._slots = {name: f"PUBLISHER-SLOT-{nonce}-{name}" for name in SLOT_NAMES}
         self._slot_re = re.compile(f"PUBLISHER-SLOT-{nonce}-({'|'.join(SLOT_NAMES)})")
+        # The same budget for the shared template (made with placeholder values) and
+        # for a reader rendered whole, so both decide alike for any real values.
+        self._html_budget = max(0, config.digest.max_html_bytes - _READER_ROOM)
         self._cache: OrderedDict[Any, _Entry] = OrderedDict()
         self._lock = threading.Lock()  # sender threads share the cache
         self.stats = {"distinct": 0, "direct": 0, "filled": 0}
 
     # --- context ---------------------------------------------------------------------------
 
-    def _groups(self, selection: Selection) -> list[GroupView]:
+    def _groups(self, selection: Selection, brief: bool) -> list[GroupView]:
+        def view(post_id: str) -> PostView:
+            shown = self.views[post_id]
+            return replace(shown, excerpt="") if brief else shown
+
         return [
             GroupView(
                 group.name,
                 group.name or self.labels["uncategorised"],
-                tuple(self.views[post.id] for post in group.posts),
+                tuple(view(post.id) for post in group.posts),
             )
             for group in selection.groups
         ]
 
     def _context(
-        self, selection: Selection, values: Mapping[str, str], *, web_copy: bool
+        self, selection: Selection, values: Mapping[str, str], *, web_copy: bool, brief: bool
     ) -> dict[str, Any]:
-        groups = self._groups(selection)
+        groups = self._groups(selection, brief)
         posts = [post for group in groups for post in group.posts]
         count = len(posts)
         date = format_date(
@@ -219,6 +230,7 @@ class DigestRenderer:
                 "count": count,
                 "summary": summary,
                 "web_url": self.web_url,
+                "brief": brief,  # titles and links only: the whole would be clipped
             },
             "groups": groups,
             "posts": posts,
@@ -237,8 +249,21 @@ class DigestRenderer:
     def _render(
         self, selection: Selection, values: Mapping[str, str], *, web_copy: bool = False
     ) -> RenderedDigest:
-        """The slow path: render the templates with these exact values."""
-        context = self._context(selection, values, web_copy=web_copy)
+        """The slow path: render the templates with these exact values.
+
+        A message whose HTML would pass ``digest.max_html_bytes`` (less room
+        for a reader's own name and links) is rendered again with titles and
+        links only: Gmail clips a larger one and hides its unsubscribe footer.
+        """
+        rendered = self._render_as(selection, values, web_copy=web_copy, brief=False)
+        if not web_copy and len(rendered.html.encode("utf-8")) > self._html_budget:
+            rendered = self._render_as(selection, values, web_copy=web_copy, brief=True)
+        return rendered
+
+    def _render_as(
+        self, selection: Selection, values: Mapping[str, str], *, web_copy: bool, brief: bool
+    ) -> RenderedDigest:
+        context = self._context(selection, values, web_copy=web_copy, brief=brief)
         try:
             subject = one_line(self._subject.render(context))
         except jinja2.TemplateError as exc:
