@@ -121,8 +121,12 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         list_id=r.get("list_id", "", checks.text),
         unsubscribe_mailto=r.get("unsubscribe_mailto", "", checks.text),
         max_html_bytes=r.get("max_html_bytes", DigestConfig.max_html_bytes, checks.positive_int),
+        bounce_address=r.get("bounce_address", "", checks.text),
     )
     r.finish()
+    bounce_problem = _bounce_problem(digest.bounce_address)
+    if bounce_problem:
+        problems.append(f"digest.bounce_address: {bounce_problem}")
 
     r = checks.Reader(top.get("smtp", {}, lambda v: v), "smtp", problems)
     smtp = SmtpConfig(
@@ -230,3 +234,25 @@ def secret_from_env(name: str) -> str | None:
     """Return the secret held in environment variable ``name``, if set and non-empty."""
     value = os.environ.get(name, "")
     return value or None
+
+
+# A local part holds at most 64 characters (RFC 5321); the tag publisher.mail.verp
+# adds is "+<row id, up to 10 digits>-<16 characters>".
+_MAX_BOUNCE_LOCAL = 64 - 1 - 10 - 1 - 16
+
+
+def _bounce_problem(address: str) -> str:
+    """Why ``address`` cannot be the base of per-message return paths; "" if it can."""
+    if not address:
+        return ""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or "." not in domain:
+        return f"must be an address such as bounces@example.com, got {address!r}"
+    if not (address.isascii() and address.isprintable()) or any(c in address for c in " <>+,;"):
+        return f"must be a plain ASCII address without '+', got {address!r}"
+    if len(local) > _MAX_BOUNCE_LOCAL:
+        return (
+            f"the part before '@' must be at most {_MAX_BOUNCE_LOCAL} characters,"
+            " to leave room for each message's tag"
+        )
+    return ""

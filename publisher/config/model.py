@@ -99,6 +99,9 @@ class DigestConfig:
     # Gmail clips a message whose HTML passes about 102 KB, hiding the footer with
     # the unsubscribe link: a larger digest is sent with titles and links only.
     max_html_bytes: int = 95_000
+    # With an address, each digest's envelope sender is <local>+<row>-<sig>@<domain>
+    # (VERP), so that a bounce names its ledger row.
+    bounce_address: str = ""
 
 
 @dataclass(frozen=True)

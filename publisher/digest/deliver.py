@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from publisher.config import Config
@@ -47,6 +47,7 @@ from publisher.errors import (
     UncertainSendError,
 )
 from publisher.mail.base import Backend, Message
+from publisher.mail.verp import return_path
 from publisher.site.posts import Post
 from publisher.store import LedgerRow, Store, Subscriber
 
@@ -157,6 +158,7 @@ def deliver(
         write_web_copy(config, key, renderer.web_copy(group_posts(newest_first, ())))
 
     shared = _Shared(todo, report, config.smtp.error_threshold, on_progress)
+    bounce_address = config.digest.bounce_address
 
     def work() -> None:
         while (item := shared.take()) is not None:
@@ -171,6 +173,10 @@ def deliver(
                     message_id=item.message_id,
                     now=tick(),
                 )
+                if bounce_address:
+                    # VERP: a bounce of this message comes back naming its ledger row.
+                    sender = return_path(secret, bounce_address, item.row_id)
+                    message = replace(message, sender=sender)
             except (PermanentSendError, ValueError, LookupError) as exc:
                 # A header would carry a line break, or this reader's message cannot be
                 # made at all: that one row fails, with its reason, and the run goes on.
