@@ -285,8 +285,12 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
     be made) and is never retried by itself. After fixing the cause (a post's
     title, the recipient's mailbox), this puts the period's failed messages (of
     EMAIL only, if given) back to pending and sends them, as `digest send
-    --period KEY` would. Exit 1 if any message failed or is uncertain.
+    --period KEY` would. A 5xx suppressed its address: only naming it (EMAIL)
+    says its mailbox works again and mails it. Exit 1 if any message failed or
+    is uncertain.
     """
+    from publisher.store import SUPPRESSED_STATUSES
+
     config = state.config
     now = state.clock()
     with _locked_store(config, "a digest is being sent; retry after it") as store:
@@ -298,10 +302,24 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
                 subscriber = store.get_subscriber(email)
                 if subscriber is None:
                     raise PublisherError(f"{email}: no such subscriber")
+                if subscriber.status in SUPPRESSED_STATUSES:
+                    # Named by the operator: its mailbox works again.
+                    store.unsuppress(email)
+                    store.set_status(subscriber.id, "active", now=now)
+                    click.echo(f"{subscriber.email}: was {subscriber.status}; mailed again")
                 ids.append(subscriber.id)
+        else:
+            left = sum(len(store.list_subscribers(s)) for s in SUPPRESSED_STATUSES)
+            if left:
+                click.echo(
+                    f"digest {period.key}: {left} suppressed addresses left out"
+                    " (name them to retry: their mailbox must work again)"
+                )
         if store.get_run(period.key) is None:
             raise PublisherError(f"digest {period.key}: nothing was sent for it; nothing to retry")
-        count = store.retry_failed(period.key, now=now, subscriber_ids=ids)
+        count = store.retry_failed(
+            period.key, now=now, subscriber_ids=ids, skip_statuses=SUPPRESSED_STATUSES
+        )
         click.echo(f"digest {period.key}: {count} failed messages back to pending")
         if not count:
             sys.exit(0)

@@ -64,6 +64,11 @@ def _utf8(_ctx: click.Context, param: click.Parameter, value: str | tuple[str, .
     return value
 
 
+# publisher.store.SUBSCRIBER_STATUSES, written out: importing the store loads
+# SQLAlchemy, which every command would pay for at start-up (a test compares them).
+_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+
+
 def _width(text: str) -> int:
     """Columns ``text`` takes in a terminal: CJK characters take two."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
@@ -99,17 +104,35 @@ def subscribers() -> None:
     show_default=True,
     help="pending: wait for the subscriber to confirm by mail.",
 )
+@click.option(
+    "--force", is_flag=True, help="Add an address that bounced or complained, forgetting that."
+)
 @click.pass_obj
-def add(state: State, email: str, name: str, categories: tuple[str, ...], status: str) -> None:
-    """Add EMAIL to the subscribers. Exit 1 if it is invalid or already there.
+def add(
+    state: State, email: str, name: str, categories: tuple[str, ...], status: str, force: bool
+) -> None:
+    """Add EMAIL to the subscribers. Exit 1 if it is invalid, already there or suppressed.
 
     The name is kept on one line: control characters become spaces, and a
-    name with a line break in it is refused.
+    name with a line break in it is refused. An address suppressed by a hard
+    bounce or a complaint is refused unless --force.
     """
     with _store(state) as store:
+        known = store.get_subscriber(email) if force else None
+        if known is not None and known.status in _STATUSES[3:]:
+            # The operator says the address works again (the mailbox was fixed).
+            store.unsuppress(email)
+            revived = store.set_status(known.id, status, now=state.clock())
+            click.echo(f"revived {_describe(revived)}")
+            return
         try:
             added = store.add_subscriber(
-                email, name=name, categories=categories, status=status, now=state.clock()
+                email,
+                name=name,
+                categories=categories,
+                status=status,
+                now=state.clock(),
+                force=force,
             )
         except StoreError as exc:
             _reject(str(exc))
@@ -119,15 +142,19 @@ def add(state: State, email: str, name: str, categories: tuple[str, ...], status
 @subscribers.command(name="list")
 @click.option(
     "--status",
-    type=click.Choice(["pending", "active", "unsubscribed"]),
+    type=click.Choice(list(_STATUSES)),
     help="Only subscribers with this status.",
 )
 @click.pass_obj
 def list_(state: State, status: str | None) -> None:
-    """Show every subscriber: address, name, status, categories, date added."""
+    """Show every subscriber: address, name, status, categories, date added.
+
+    A bounced or complained address is followed by its reason and time.
+    """
     zone = state.config.site.timezone
     with _store(state) as store:
         found = store.list_subscribers(status)
+        why = {s.email.lower(): s for s in store.list_suppressions()}
     rows = [
         (
             s.email,
@@ -144,9 +171,13 @@ def list_(state: State, status: str | None) -> None:
         for row in table:
             cells = [c + " " * (w - _width(c)) for c, w in zip(row, widths, strict=False)]
             click.echo("  ".join([*cells, row[4]]))
-    counts = {
-        s: sum(1 for r in found if r.status == s) for s in ("active", "pending", "unsubscribed")
-    }
+    for s in found:
+        reason = why.get(s.email.lower())
+        if reason is not None and s.status in _STATUSES[3:]:
+            at = reason.at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            click.echo(f"  {s.email}: {reason.kind} {at}: {reason.reason}")
+    order = ("active", "pending", "unsubscribed", "bounced", "complained")
+    counts = {s: sum(1 for r in found if r.status == s) for s in order}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     noun = "subscriber" if len(found) == 1 else "subscribers"
     click.echo(f"{len(found)} {noun}" + (f": {summary}" if summary else ""))
@@ -172,13 +203,20 @@ def remove(state: State, email: str) -> None:
     default=None,
     help="Status for rows without one (default: active).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also add addresses that bounced or complained, and revive those on the list.",
+)
 @click.pass_obj
-def import_(state: State, file: str, status: str | None) -> None:
+def import_(state: State, file: str, status: str | None, force: bool) -> None:
     """Add the subscribers in FILE.csv ('-': standard input), reporting each bad row.
 
     Columns: email,name,categories[,status]; categories separated by ';' or '|'.
     Good rows are imported even when others are bad; addresses already subscribed
-    are left as they are. Exit 1 if any row was bad.
+    are left as they are. An address suppressed by a hard bounce or a complaint
+    stays suppressed (its row is reported) unless --force. A row whose status is
+    bounced or complained suppresses its address. Exit 1 if any row was bad.
     """
     from publisher.store.csv_import import parse_csv
 
@@ -200,17 +238,29 @@ def import_(state: State, file: str, status: str | None) -> None:
     now = state.clock()
     with _store(state) as store:
         for row in parsed.rows:
-            if store.get_subscriber(row.email) is not None:
+            wanted = row.status or status or "active"
+            known = store.get_subscriber(row.email)
+            if known is not None and force and known.status in _STATUSES[3:]:
+                # An operator's decision: the address is mailed again.
+                store.unsuppress(row.email)
+                store.set_status(known.id, "active" if wanted in _STATUSES[3:] else wanted, now=now)
+                added += 1
+                continue
+            if known is not None:
                 existing += 1
                 continue
+            suppressed = wanted in _STATUSES[3:]
             try:
                 store.add_subscriber(
                     row.email,
                     name=row.name,
                     categories=row.categories,
-                    status=row.status or status or "active",
+                    status=wanted,
                     now=now,
+                    force=force or suppressed,
                 )
+                if suppressed:  # an exported suppression, read back
+                    store.suppress(row.email, wanted, f"imported from {source}", now=now)
             except StoreError as exc:
                 problems.append((row.line, f"{source}:{row.line}: {exc}"))
                 continue
@@ -230,7 +280,7 @@ def import_(state: State, file: str, status: str | None) -> None:
 @subscribers.command()
 @click.option(
     "--status",
-    type=click.Choice(["pending", "active", "unsubscribed"]),
+    type=click.Choice(list(_STATUSES)),
     help="Only subscribers with this status.",
 )
 @click.pass_obj

@@ -241,8 +241,10 @@ def _send_one(
     try:
         backend.send(message)
     except PermanentSendError as exc:
+        # A 5xx at RCPT or DATA is a hard bounce: the address is sent nothing more.
         store.mark_failed(row_id, str(exc), now=tick())
-        shared.record("failed", f"{email}: failed: {exc}")
+        store.suppress(email, "bounced", str(exc), now=tick())
+        shared.record("failed", f"{email}: failed: {exc} (address suppressed)")
     except TemporarySendError as exc:
         store.mark_pending(row_id, str(exc), now=tick())
         shared.record("failed", f"{email}: failed for now (will retry): {exc}")

@@ -15,8 +15,8 @@ The modules, each importing only modules listed before it:
 * :mod:`.send_path`: the ledger's status changes and the ``SendPath`` interface;
 * :mod:`.database`: engines, SQLite pragmas, transactions, error translation;
 * :mod:`.sqlalchemy_send` and :mod:`.sqlite_send`: the two send paths;
-* :mod:`.subscribers`, :mod:`.ledger`, :mod:`.runs`: the operations, one
-  mixin each, composed here into :class:`Store`.
+* :mod:`.subscribers`, :mod:`.ledger`, :mod:`.runs`, :mod:`.suppressions`: the
+  operations, one mixin each, composed here into :class:`Store`.
 
 Nothing here sends mail or reads a post: the store only keeps the records.
 """
@@ -27,14 +27,17 @@ from publisher.store.addresses import clean_categories, email_problem, normalize
 from publisher.store.ledger import LedgerOps
 from publisher.store.runs import RunOps
 from publisher.store.subscribers import SubscriberOps
+from publisher.store.suppressions import SuppressionOps
 from publisher.store.values import (
     LEDGER_STATUSES,
     RUN_STATUSES,
     SCHEMA_VERSION,
     SUBSCRIBER_STATUSES,
+    SUPPRESSED_STATUSES,
     DigestRun,
     LedgerRow,
     Subscriber,
+    Suppression,
 )
 
 __all__ = [
@@ -42,17 +45,19 @@ __all__ = [
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "SUBSCRIBER_STATUSES",
+    "SUPPRESSED_STATUSES",
     "DigestRun",
     "LedgerRow",
     "Store",
     "Subscriber",
+    "Suppression",
     "clean_categories",
     "email_problem",
     "normalize_email",
 ]
 
 
-class Store(SubscriberOps, LedgerOps, RunOps):
+class Store(SubscriberOps, LedgerOps, RunOps, SuppressionOps):
     """The subscriber list, the send ledger and the digest runs of one site.
 
     Safe to share between threads; several processes may open the same

@@ -269,10 +269,16 @@ class LedgerOps(Database):
                 transition(conn, RESOLVED_UNSENT, row_id, now)
 
     def retry_failed(
-        self, digest: str, *, now: datetime, subscriber_ids: Iterable[int] | None = None
+        self,
+        digest: str,
+        *,
+        now: datetime,
+        subscriber_ids: Iterable[int] | None = None,
+        skip_statuses: Sequence[str] = (),
     ) -> int:
-        """Put the failed rows of a period (of these subscribers, if given) back to
-        pending, for a cause that has been fixed; returns how many.
+        """Put the failed rows of a period (of these subscribers, if given; not of
+        subscribers with one of ``skip_statuses``) back to pending, for a cause that
+        has been fixed; returns how many.
 
         A period recorded as done becomes failed (something is owed) in the same
         transaction, so that rows put back are never left pending under a run
@@ -281,6 +287,11 @@ class LedgerOps(Database):
         where = (ledger_table.c.digest == digest) & (ledger_table.c.status == "failed")
         if subscriber_ids is not None:
             where = where & ledger_table.c.subscriber_id.in_(list(subscriber_ids))
+        if skip_statuses:
+            skipped = sa.select(subscribers_table.c.id).where(
+                subscribers_table.c.status.in_(list(skip_statuses))
+            )
+            where = where & ledger_table.c.subscriber_id.not_in(skipped)
         with self._tx(write=True) as conn:
             result = conn.execute(
                 ledger_table.update()

@@ -30,7 +30,9 @@ __all__ = [
     "metadata",
     "runs_table",
     "schema_version",
+    "soft_bounces_table",
     "subscribers_table",
+    "suppressions_table",
 ]
 
 
@@ -118,6 +120,27 @@ deliveries_table = sa.Table(
     sa.Column("post_id", sa.Text, primary_key=True),
     sa.Column("digest", sa.String(64), nullable=False),
     sa.Column("delivered_at", UtcDateTime, nullable=False),
+)
+
+# Kept apart from subscribers: removing a subscriber must not forget that their
+# address bounces, or an import would mail it again.
+suppressions_table = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("email_key", sa.String(254), primary_key=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+soft_bounces_table = sa.Table(
+    "soft_bounces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email_key", sa.String(254), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
 )
 
 runs_table = sa.Table(
@@ -208,6 +231,13 @@ def create_schema(conn: Connection, url: str) -> None:
         raise StoreError(
             f"store {url}: schema version {found} is newer than this publisher"
             f" understands ({SCHEMA_VERSION}); upgrade publisher"
+        )
+    elif int(found) < SCHEMA_VERSION:
+        # Every change so far added tables, which create_all made above.
+        conn.execute(
+            meta_table.update()
+            .where(meta_table.c.key == "schema_version")
+            .values(value=str(SCHEMA_VERSION))
         )
 
 

@@ -25,6 +25,7 @@ from publisher.store.schema import (
     deliveries_table,
     ledger_table,
     subscribers_table,
+    suppressions_table,
 )
 from publisher.store.values import SUBSCRIBER_STATUSES, Subscriber, check_choice
 
@@ -46,10 +47,13 @@ class SubscriberOps(Database):
         categories: Iterable[str] = (),
         status: str = "active",
         now: datetime,
+        force: bool = False,
     ) -> Subscriber:
-        """Add an address; StoreError if it is invalid or already subscribed.
+        """Add an address; StoreError if it is invalid, already subscribed or suppressed.
 
         An address added as active counts as confirmed now (an operator added it).
+        A suppressed address (a hard bounce, a complaint) is added only with
+        ``force``, which forgets its suppression.
         """
         address = normalize_email(email)
         problem = name_problem(name)
@@ -61,6 +65,19 @@ class SubscriberOps(Database):
         try:
             with self._tx(write=True) as conn:
                 key = email_key(address)
+                suppressed = conn.execute(
+                    sa.select(suppressions_table).where(suppressions_table.c.email_key == key)
+                ).first()
+                if suppressed is not None and not force:
+                    m = suppressed._mapping
+                    raise StoreError(
+                        f"{address}: suppressed ({m['kind']} {m['at']:%Y-%m-%d}: {m['reason']});"
+                        " --force adds it again"
+                    )
+                if suppressed is not None:
+                    conn.execute(
+                        suppressions_table.delete().where(suppressions_table.c.email_key == key)
+                    )
                 conn.execute(
                     subscribers_table.insert().values(
                         email=address,

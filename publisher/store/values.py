@@ -18,14 +18,19 @@ __all__ = [
     "RUN_STATUSES",
     "SCHEMA_VERSION",
     "SUBSCRIBER_STATUSES",
+    "SUPPRESSED_STATUSES",
     "DigestRun",
     "LedgerRow",
     "Subscriber",
+    "Suppression",
     "check_choice",
 ]
 
-SCHEMA_VERSION = 1
-SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed")
+# 2: suppressions and soft bounces (tables of their own: an older database gets them)
+SCHEMA_VERSION = 2
+#: A hard bounce or a complaint suppresses an address: it is sent nothing more.
+SUPPRESSED_STATUSES = ("bounced", "complained")
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", *SUPPRESSED_STATUSES)
 LEDGER_STATUSES = ("pending", "sending", "sent", "failed")
 RUN_STATUSES = ("running", "done", "failed", "skipped")
 
@@ -38,10 +43,20 @@ class Subscriber:
     email: str
     name: str
     categories: tuple[str, ...]  # empty: every category
-    status: str  # "pending" | "active" | "unsubscribed"
+    status: str  # "pending" | "active" | "unsubscribed" | "bounced" | "complained"
     created_at: datetime
     updated_at: datetime
     confirmed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An address nothing is sent to any more, and why."""
+
+    email: str
+    kind: str  # "bounced" | "complained"
+    reason: str
+    at: datetime
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ def plan_request(
     """
     if existing is None:
         return Step.CREATE
-    if existing.status == "active":
+    if existing.status in ("active", "bounced", "complained"):
+        # A suppressed address is mailed nothing, a confirmation included.
         return Step.NOTHING
     if existing.status == "unsubscribed":
         return Step.RESTART
@@ -141,6 +142,9 @@ class Subscriptions:
             last_sent=self._last_sent.get(existing.id) if existing else None,
             resend_after=self.config.server.confirm_resend,
         )
+        if step is Step.CREATE and self.store.suppression(email) is not None:
+            # Removed from the list, still suppressed: the form answers the same.
+            return Step.NOTHING
         if step is Step.CREATE:
             try:
                 subscriber = self.store.add_subscriber(

@@ -168,11 +168,21 @@ def test_permanent_failure_fails_that_row_and_the_run_goes_on(news: Site, store:
     report, _ = send(config, store, W48, backend)
     assert (report.sent, report.failed, report.uncertain) == (1, 1, 0)
     assert not report.ok
-    assert report.problems == ["ann@example.net: failed: 550 5.1.1 No such user"]
+    assert report.problems == [
+        "ann@example.net: failed: 550 5.1.1 No such user (address suppressed)"
+    ]
     [row] = store.ledger("2026-W48", "failed")
     assert (row.email, row.error) == ("ann@example.net", "550 5.1.1 No such user")
     again, backend = send(config, store, W48)
     assert again.sent == 0 and backend.messages == []  # not retried
+    # A 5xx is a hard bounce: the address is suppressed, and next week gets nothing.
+    suppressed = store.suppression("ann@example.net")
+    assert suppressed is not None and suppressed.kind == "bounced"
+    assert suppressed.reason == "550 5.1.1 No such user"
+    ann = store.get_subscriber("ann@example.net")
+    assert ann is not None and ann.status == "bounced"
+    _later, backend = send(config, store, W49)
+    assert [str(m["To"]) for m in backend.messages] == ["Bob <bob@example.net>"]
 
 
 def test_a_retried_row_never_resends_posts_a_later_digest_delivered(
@@ -185,6 +195,12 @@ def test_a_retried_row_never_resends_posts_a_later_digest_delivered(
     assert (first.sent, first.failed) == (1, 1)
     run = store.get_run("2026-W48")
     assert run is not None and run.status == "done"
+    # The 550 suppressed Bob; the mailbox is fixed and the operator revives him
+    # (what `subscribers add --force` does).
+    bob = store.get_subscriber("bob@example.net")
+    assert bob is not None and bob.status == "bounced"
+    assert store.unsuppress("bob@example.net")
+    store.set_status(bob.id, "active", now=W48)
     # The next week's digest reaches Bob with the post his W48 message would have had.
     _later, backend = send(config, store, W49)
     assert titles(backend.to("bob@example.net")[0]) == ["Future post", "Python news"]

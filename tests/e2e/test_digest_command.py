@@ -123,6 +123,30 @@ def test_a_refused_recipient_exits_1_and_shows_in_status(
     status = mail_site.run("--now", NOW, "digest", "status", "--period", "2025-W37")
     assert "messages: 2 (pending 0, uncertain 0, sent 1, failed 1)" in status.stdout
     assert "failed: bob@example.net: bob@example.net: 550 5.1.1 No such user here" in status.stdout
+    assert "(address suppressed)" in result.stderr
+    listed = mail_site.run("subscribers", "list")
+    assert "bob@example.net" in listed.stdout and "bounced" in listed.stdout
+    assert "550 5.1.1 No such user here" in listed.stdout  # the reason, with its time
+
+
+def test_a_5xx_at_data_is_a_hard_bounce_and_next_week_mails_the_address_nothing(
+    mail_site: Site, smtp_server: SmtpServer
+) -> None:
+    mail_site.write_config(digest={"backend": "smtp"}, smtp=smtp_server.config())
+    smtp_server.behave("550-data", recipient="ann@example.net")
+    result = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
+    assert result.returncode == 1
+    assert "ann@example.net: failed: " in result.stderr and "(address suppressed)" in result.stderr
+    with Store.open(mail_site.config()) as store:
+        ann = store.get_subscriber("ann@example.net")
+        assert ann is not None and ann.status == "bounced"
+    mail_site.post("2025-09-10-next.md", "title: Next week")
+    smtp_server.behave("accept", recipient="ann@example.net")
+    later = mail_site.run("--now", "2025-09-15T00:00:00+00:00", "digest", "send", env=SECRET)
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.startswith("digest 2025-W38: sent 1,")
+    assert [m.rcpt_tos for m in smtp_server.messages][-1] == ("bob@example.net",)
+    assert all(m.rcpt_tos != ("ann@example.net",) for m in smtp_server.messages)
 
 
 def test_resolve_refuses_a_message_that_is_not_uncertain(mail_site: Site) -> None:

@@ -150,10 +150,21 @@ def test_a_failed_title_is_retried_after_the_fix(smtp_site: Site, smtp_server: S
     assert resolve.returncode == 2
     assert "publisher digest retry bob@example.net --period 2025-W37" in resolve.stderr
 
-    # The mailbox is fixed (the rule was used up): retry sends it, and only it.
-    retried = smtp_site.run("--now", NOW, "digest", "retry", "--period", "2025-W37", env=SECRET)
+    # The 550 suppressed Bob: a retry of everyone leaves him out.
+    unnamed = smtp_site.run("--now", NOW, "digest", "retry", "--period", "2025-W37", env=SECRET)
+    assert unnamed.returncode == 0, unnamed.stderr
+    assert unnamed.stdout.splitlines() == [
+        "digest 2025-W37: 1 suppressed addresses left out"
+        " (name them to retry: their mailbox must work again)",
+        "digest 2025-W37: 0 failed messages back to pending",
+    ]
+    # The mailbox is fixed (the rule was used up): retry names him, and sends only his.
+    retried = smtp_site.run(
+        "--now", NOW, "digest", "retry", "bob@example.net", "--period", "2025-W37", env=SECRET
+    )
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout.splitlines() == [
+        "bob@example.net: was bounced; mailed again",
         "digest 2025-W37: 1 failed messages back to pending",
         "digest 2025-W37: sent 1, skipped 1, failed 0, uncertain 0",
     ]

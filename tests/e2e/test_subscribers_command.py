@@ -199,7 +199,7 @@ def test_parse_csv_status_column() -> None:
     result = parse_csv("email,status\na@example.com,active\nb@example.com,gone\n", "f.csv")
     assert [(r.email, r.status) for r in result.rows] == [("a@example.com", "active")]
     assert [p for _, p in result.problems] == [
-        "f.csv:3: status: 'gone' must be one of pending, active, unsubscribed"
+        "f.csv:3: status: 'gone' must be one of pending, active, unsubscribed, bounced, complained"
     ]
 
 

@@ -140,6 +140,22 @@ def test_an_active_address_is_left_alone(
     assert sent == []
 
 
+def test_a_suppressed_address_gets_no_confirmation_even_after_removal(
+    subs: Subscriptions, store: Store, sent: list[EmailMessage]
+) -> None:
+    store.add_subscriber("gone@example.com", now=NOW)
+    store.suppress("gone@example.com", "bounced", "550 no such user", now=NOW)
+    assert subs.request("gone@example.com", "", ()) is Step.NOTHING
+    assert store.get_subscriber("gone@example.com").status == "bounced"  # type: ignore[union-attr]
+    store.remove_subscriber("gone@example.com")
+    assert subs.request("gone@example.com", "", ()) is Step.NOTHING
+    assert store.get_subscriber("gone@example.com") is None
+    assert sent == []
+    # Another address still gets its confirmation: the form works.
+    assert subs.request("new@example.com", "", ()) is Step.CREATE
+    assert len(sent) == 1
+
+
 def test_an_unsubscribed_address_starts_again_as_pending(
     subs: Subscriptions, store: Store, sent: list[EmailMessage], clock: Clock
 ) -> None:
