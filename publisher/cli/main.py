@@ -142,4 +142,5 @@ LAZY_COMMANDS = {
     "digest": "publisher.cli.digest:digest",
     "subscribers": "publisher.cli.subscribers:subscribers",
     "serve": "publisher.cli.serve:serve",
+    "bounces": "publisher.cli.bounces:bounces",
 }

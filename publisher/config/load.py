@@ -25,6 +25,7 @@ from publisher.config.crontab import schedule_problem
 from publisher.config.model import (
     DEFAULT_PERMALINK,
     FEED_FORMATS,
+    BouncesConfig,
     Config,
     DigestConfig,
     DkimConfig,
@@ -145,6 +146,13 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
 
     dkim = _dkim(checks.Reader(top.get("dkim", {}, lambda v: v), "dkim", problems), root, problems)
 
+    r = checks.Reader(top.get("bounces", {}, lambda v: v), "bounces", problems)
+    bounces = BouncesConfig(
+        soft_limit=r.get("soft_limit", BouncesConfig.soft_limit, checks.positive_int),
+        window=r.get("window", BouncesConfig.window, checks.duration),
+    )
+    r.finish()
+
     r = checks.Reader(top.get("store", {}, lambda v: v), "store", problems)
     store_url = r.get("url", StoreConfig.url, checks.text)
     if store_url.startswith("sqlite:///") and not store_url.startswith("sqlite:////"):
@@ -180,7 +188,9 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
             problems.append(problem)
     if problems:
         raise ConfigError(problems, source)
-    return Config(site, paths, feeds, permalink, digest, smtp, store, server, dkim=dkim)
+    return Config(
+        site, paths, feeds, permalink, digest, smtp, store, server, dkim=dkim, bounces=bounces
+    )
 
 
 def _dkim(r: checks.Reader, root: Path, problems: list[str]) -> DkimConfig:

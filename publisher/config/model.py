@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 __all__ = [
     "DEFAULT_PERMALINK",
     "FEED_FORMATS",
+    "BouncesConfig",
     "Config",
     "DigestConfig",
     "DkimConfig",
@@ -123,6 +124,14 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class BouncesConfig:
+    """When soft bounces suppress an address: ``soft_limit`` of them within ``window``."""
+
+    soft_limit: int = 3
+    window: timedelta = timedelta(days=30)
+
+
+@dataclass(frozen=True)
 class DkimConfig:
     """DKIM signing of every outgoing message; off while ``selector`` is empty.
 
@@ -174,3 +183,4 @@ class Config:
     server: ServerConfig
     source: Path | None = None
     dkim: DkimConfig = DkimConfig()
+    bounces: BouncesConfig = BouncesConfig()

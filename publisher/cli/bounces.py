@@ -1,0 +1,101 @@
+"""``publisher bounces scan MAILDIR``: bounces and complaints in, addresses suppressed.
+
+Reads each new message of the bounce mailbox (a Maildir), ties it to a ledger
+row by its VERP return path (or to an address by the report's own fields),
+applies it (a hard bounce or a complaint suppresses the address, a soft bounce
+counts towards ``bounces.soft_limit``) and only then moves the file to
+``cur/``, so that nothing is counted twice and a crash loses nothing (a file
+applied but not yet moved is applied again: harmless for a suppression).
+Messages that are neither stay in ``new/`` for a person to read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from publisher.errors import PublisherError
+
+if TYPE_CHECKING:
+    from publisher.cli.main import State
+    from publisher.mail.bounces import Bounce
+    from publisher.store import Store
+
+__all__ = ["bounces"]
+
+
+@click.group()
+def bounces() -> None:
+    """Read bounces and complaints, and suppress the addresses they name."""
+
+
+def _address(store: Store, bounce: Bounce, secret: bytes | None, base: str) -> str:
+    """The address a bounce is about: its VERP row's, else the report's recipient."""
+    from publisher.mail.verp import row_of
+
+    if secret is not None and base:
+        for path in bounce.return_paths:
+            row_id = row_of(secret, path, base)
+            if row_id is not None:
+                row = store.get_ledger_row(row_id)
+                if row is not None:
+                    return row.email
+    return bounce.recipient
+
+
+@bounces.command()
+@click.argument("maildir", type=click.Path(path_type=Path))
+@click.pass_obj
+def scan(state: State, maildir: Path) -> None:
+    """Apply every bounce and complaint in MAILDIR/new, then move it to MAILDIR/cur."""
+    from publisher.mail.bounces import COMPLAINT, HARD, read_bounce
+    from publisher.mail.tokens import load_secret
+    from publisher.store import Store
+
+    config = state.config
+    new, cur = maildir / "new", maildir / "cur"
+    if not new.is_dir():
+        raise PublisherError(f"{maildir}: not a Maildir (no new/ folder)")
+    cur.mkdir(exist_ok=True)
+    base = config.digest.bounce_address
+    secret = load_secret(config) if base else None
+    counts = {"hard": 0, "soft": 0, "complaint": 0, "suppressed": 0, "unknown": 0}
+    now = state.clock()
+    with Store.open(config) as store:
+        for name in sorted(os.listdir(new)):
+            path = new / name
+            if name.startswith(".") or not path.is_file():
+                continue
+            bounce = read_bounce(path.read_bytes())
+            email = _address(store, bounce, secret, base) if bounce is not None else ""
+            if bounce is None or not email:
+                counts["unknown"] += 1
+                click.echo(
+                    f"{path}: not a bounce or complaint publisher understands; left", err=True
+                )
+                continue
+            if bounce.kind == HARD:
+                store.suppress(email, "bounced", bounce.reason, now=now)
+                counts["suppressed"] += 1
+            elif bounce.kind == COMPLAINT:
+                store.suppress(email, "complained", bounce.reason, now=now)
+                counts["suppressed"] += 1
+            else:
+                limits = config.bounces
+                made = store.soft_bounce(
+                    email, bounce.reason, now=now, limit=limits.soft_limit, window=limits.window
+                )
+                counts["suppressed"] += made is not None
+            counts[bounce.kind] += 1
+            click.echo(f"{email}: {bounce.kind}: {bounce.reason}")
+            os.replace(path, cur / (name if ":2," in name else f"{name}:2,S"))
+    click.echo(
+        f"bounces: {counts['hard']} hard, {counts['soft']} soft, {counts['complaint']}"
+        f" complaints; {counts['suppressed']} addresses suppressed;"
+        f" {counts['unknown']} not understood (left in {new})"
+    )
+    sys.exit(0)
