@@ -33,8 +33,11 @@ def bounces() -> None:
     """Read bounces and complaints, and suppress the addresses they name."""
 
 
-def _address(store: Store, bounce: Bounce, secret: bytes | None, base: str) -> str:
-    """The address a bounce is about: its VERP row's, else the report's recipient."""
+def _address(
+    store: Store, bounce: Bounce, secret: bytes | None, base: str
+) -> tuple[str, str | None]:
+    """The address a bounce is about and its message's period: its VERP row's, else
+    the report's recipient (period unknown)."""
     from publisher.mail.verp import row_of
 
     if secret is not None and base:
@@ -43,8 +46,8 @@ def _address(store: Store, bounce: Bounce, secret: bytes | None, base: str) -> s
             if row_id is not None:
                 row = store.get_ledger_row(row_id)
                 if row is not None:
-                    return row.email
-    return bounce.recipient
+                    return row.email, row.digest
+    return bounce.recipient, None
 
 
 @bounces.command()
@@ -71,7 +74,7 @@ def scan(state: State, maildir: Path) -> None:
             if name.startswith(".") or not path.is_file():
                 continue
             bounce = read_bounce(path.read_bytes())
-            email = _address(store, bounce, secret, base) if bounce is not None else ""
+            email, period = _address(store, bounce, secret, base) if bounce else ("", None)
             if bounce is None or not email:
                 counts["unknown"] += 1
                 click.echo(
@@ -90,6 +93,7 @@ def scan(state: State, maildir: Path) -> None:
                     email, bounce.reason, now=now, limit=limits.soft_limit, window=limits.window
                 )
                 counts["suppressed"] += made is not None
+            store.record_bounce(email, bounce.kind, bounce.reason, digest=period, now=now)
             counts[bounce.kind] += 1
             click.echo(f"{email}: {bounce.kind}: {bounce.reason}")
             os.replace(path, cur / (name if ":2," in name else f"{name}:2,S"))

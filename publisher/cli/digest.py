@@ -196,7 +196,7 @@ def send(
                 click.echo(f"digest {period.key}: skipped: {decision.reason} (--late-ok sends it)")
                 sys.exit(0)
         report = _send(state, store, period, dry_run=dry_run, late_ok=late_ok)
-    _exit_with(report)
+    _exit_with(report, state.config)
 
 
 def _test_send(state: State, to: str, as_email: str | None) -> NoReturn:
@@ -236,11 +236,43 @@ def _test_send(state: State, to: str, as_email: str | None) -> NoReturn:
     sys.exit(0)
 
 
-def _exit_with(report: SendReport) -> NoReturn:
+#: Past this share of complaints among a period's delivered messages, Gmail and Yahoo
+#: start refusing a sender's bulk mail (their 2024 sender rules).
+COMPLAINT_RATE_LIMIT = 0.003
+
+
+def _echo_bounces(config: Config, key: str, sent: int) -> None:
+    """The period's bounces and complaints, and a warning past the complaint-rate limit."""
+    from publisher.store import Store
+
+    with Store.open(config) as store:
+        counts = store.bounce_counts(key)
+    if not any(counts.values()):
+        return
+    rate = counts["complaint"] / sent if sent else 0.0
+    click.echo(
+        f"bounces: {counts['hard']} hard, {counts['soft']} soft;"
+        f" complaints: {counts['complaint']} ({rate:.2%} of {sent} sent)"
+    )
+    if rate > COMPLAINT_RATE_LIMIT:
+        click.echo(
+            f"warning: digest {key}: complaint rate {rate:.2%} is above 0.3%:"
+            " Gmail and Yahoo may refuse or spam-folder this sender's mail",
+            err=True,
+        )
+
+
+def _exit_with(report: SendReport, config: Config | None = None) -> NoReturn:
     """Print a send's problems and closing line; exit 1 if anything failed or is uncertain."""
     for line in report.problems:
         click.echo(line, err=True)
     click.echo(report.summary())
+    if config is not None and report.period:
+        from publisher.store import Store
+
+        with Store.open(config) as store:
+            sent = len(store.ledger(report.period, "sent"))
+        _echo_bounces(config, report.period, sent)
     sys.exit(0 if report.ok else 1)
 
 
@@ -324,7 +356,7 @@ def retry(state: State, emails: tuple[str, ...], key: str | None) -> None:
         if not count:
             sys.exit(0)
         report = _send(state, store, period)
-    _exit_with(report)
+    _exit_with(report, state.config)
 
 
 @digest.command()
@@ -354,6 +386,7 @@ def status(state: State, key: str | None) -> None:
         f"{names.get(s, s)} {sum(1 for r in rows if r.status == s)}" for s in LEDGER_STATUSES
     )
     click.echo(f"messages: {len(rows)} ({counts})")
+    _echo_bounces(config, key, sum(1 for r in rows if r.status == "sent"))
     for row in rows:
         if row.status == "sending":
             click.echo(

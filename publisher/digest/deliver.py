@@ -188,7 +188,9 @@ def deliver(
                 if dry_run:
                     shared.record("sent")
                 else:
-                    _send_one(store, backend, shared, item.row_id, subscriber.email, message, tick)
+                    _send_one(
+                        store, backend, shared, item.row_id, subscriber.email, message, tick, key
+                    )
             shared.progress()
 
     def helper() -> None:
@@ -230,6 +232,7 @@ def _send_one(
     email: str,
     message: Message,
     tick: Callable[[], datetime],
+    period_key: str,
 ) -> None:
     """Claim, hand over and record one message."""
     try:
@@ -244,6 +247,7 @@ def _send_one(
         # A 5xx at RCPT or DATA is a hard bounce: the address is sent nothing more.
         store.mark_failed(row_id, str(exc), now=tick())
         store.suppress(email, "bounced", str(exc), now=tick())
+        store.record_bounce(email, "hard", str(exc), digest=period_key, now=tick())
         shared.record("failed", f"{email}: failed: {exc} (address suppressed)")
     except TemporarySendError as exc:
         store.mark_pending(row_id, str(exc), now=tick())

@@ -23,6 +23,7 @@ __all__ = [
     "as_ledger_row",
     "as_run",
     "as_subscriber",
+    "bounce_events_table",
     "create_schema",
     "deliveries_table",
     "ledger_table",
@@ -139,6 +140,19 @@ soft_bounces_table = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("email_key", sa.String(254), nullable=False, index=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+# Every bounce and complaint that arrived, with the period of the message when known
+# (a VERP return path, or a 5xx while sending): digest status counts them.
+bounce_events_table = sa.Table(
+    "bounce_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=True, index=True),
+    sa.Column("email", sa.String(254), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "hard" | "soft" | "complaint"
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
 )

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from publisher.store.addresses import email_key, normalize_email
 from publisher.store.database import Database
 from publisher.store.schema import (
+    bounce_events_table,
     ledger_table,
     soft_bounces_table,
     subscribers_table,
@@ -69,6 +70,35 @@ class SuppressionOps(Database):
                 sa.select(suppressions_table).where(suppressions_table.c.email_key == key)
             ).one()
         return _as_suppression(row)
+
+    def record_bounce(
+        self, email: str, kind: str, reason: str, *, digest: str | None, now: datetime
+    ) -> None:
+        """Note a bounce or complaint (``kind``: hard, soft, complaint) of period ``digest``."""
+        check_choice(kind, ("hard", "soft", "complaint"), "bounce")
+        with self._tx(write=True) as conn:
+            conn.execute(
+                bounce_events_table.insert().values(
+                    digest=digest,
+                    email=normalize_email(email),
+                    kind=kind,
+                    reason=reason[:2000],
+                    at=now,
+                )
+            )
+
+    def bounce_counts(self, digest: str) -> dict[str, int]:
+        """How many hard and soft bounces and complaints period ``digest`` drew."""
+        query = (
+            sa.select(bounce_events_table.c.kind, sa.func.count())
+            .where(bounce_events_table.c.digest == digest)
+            .group_by(bounce_events_table.c.kind)
+        )
+        counts = dict.fromkeys(("hard", "soft", "complaint"), 0)
+        with self._tx() as conn:
+            for kind, count in conn.execute(query):
+                counts[kind] = int(count)
+        return counts
 
     def suppression(self, email: str) -> Suppression | None:
         """Why ``email`` is suppressed, or None."""

@@ -117,13 +117,17 @@ def test_a_refused_recipient_exits_1_and_shows_in_status(
     smtp_server.behave("550", recipient="bob@example.net")
     result = mail_site.run("--now", NOW, "digest", "send", env=SECRET)
     assert result.returncode == 1
-    assert result.stdout == "digest 2025-W37: sent 1, skipped 0, failed 1, uncertain 0\n"
+    assert result.stdout == (
+        "digest 2025-W37: sent 1, skipped 0, failed 1, uncertain 0\n"
+        "bounces: 1 hard, 0 soft; complaints: 0 (0.00% of 1 sent)\n"
+    )
     assert result.stderr.startswith("bob@example.net: failed: bob@example.net: 550 5.1.1")
     assert [m.rcpt_tos for m in smtp_server.messages] == [("ann@example.net",)]
     status = mail_site.run("--now", NOW, "digest", "status", "--period", "2025-W37")
     assert "messages: 2 (pending 0, uncertain 0, sent 1, failed 1)" in status.stdout
     assert "failed: bob@example.net: bob@example.net: 550 5.1.1 No such user here" in status.stdout
     assert "(address suppressed)" in result.stderr
+    assert "bounces: 1 hard, 0 soft; complaints: 0 (0.00% of 1 sent)" in status.stdout
     listed = mail_site.run("subscribers", "list")
     assert "bob@example.net" in listed.stdout and "bounced" in listed.stdout
     assert "550 5.1.1 No such user here" in listed.stdout  # the reason, with its time

@@ -121,6 +121,15 @@ def test_a_scan_suppresses_by_the_return_path_and_never_counts_a_file_twice(
         ann = store.suppression("ann@example.net")
         assert ann is not None and "550 5.1.1 No such mailbox here" in ann.reason
 
+    # The period's bounces and complaints, and the complaint rate past 0.3%: a warning.
+    # (Eve's bounce names no message of the period: it is not counted in it.)
+    status = sent_site.run("--now", NOW, "digest", "status")
+    assert "bounces: 1 hard, 3 soft; complaints: 1 (25.00% of 4 sent)" in status.stdout
+    assert status.stderr == (
+        "warning: digest 2025-W37: complaint rate 25.00% is above 0.3%:"
+        " Gmail and Yahoo may refuse or spam-folder this sender's mail\n"
+    )
+
     again = sent_site.run("bounces", "scan", "bounces", env=SECRET)
     assert again.returncode == 0
     assert again.stdout.splitlines()[-1].startswith("bounces: 0 hard, 0 soft, 0 complaints;")

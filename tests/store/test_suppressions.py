@@ -82,6 +82,7 @@ def test_an_older_database_gets_the_new_tables_and_its_version(store_url: str) -
     with engine.begin() as conn:  # as a database made before suppressions existed
         conn.exec_driver_sql("DROP TABLE suppressions")
         conn.exec_driver_sql("DROP TABLE soft_bounces")
+        conn.exec_driver_sql("DROP TABLE bounce_events")
         conn.exec_driver_sql("UPDATE publisher_meta SET value = '1' WHERE key = 'schema_version'")
     engine.dispose()
     with Store(store_url) as store:
