@@ -22,8 +22,6 @@ from publisher.errors import PublisherError
 
 if TYPE_CHECKING:
     from publisher.cli.main import State
-    from publisher.mail.bounces import Bounce
-    from publisher.store import Store
 
 __all__ = ["bounces"]
 
@@ -33,29 +31,13 @@ def bounces() -> None:
     """Read bounces and complaints, and suppress the addresses they name."""
 
 
-def _address(
-    store: Store, bounce: Bounce, secret: bytes | None, base: str
-) -> tuple[str, str | None]:
-    """The address a bounce is about and its message's period: its VERP row's, else
-    the report's recipient (period unknown)."""
-    from publisher.mail.verp import row_of
-
-    if secret is not None and base:
-        for path in bounce.return_paths:
-            row_id = row_of(secret, path, base)
-            if row_id is not None:
-                row = store.get_ledger_row(row_id)
-                if row is not None:
-                    return row.email, row.digest
-    return bounce.recipient, None
-
-
 @bounces.command()
 @click.argument("maildir", type=click.Path(path_type=Path))
 @click.pass_obj
 def scan(state: State, maildir: Path) -> None:
     """Apply every bounce and complaint in MAILDIR/new, then move it to MAILDIR/cur."""
-    from publisher.mail.bounces import COMPLAINT, HARD, read_bounce
+    from publisher.digest.bounces import apply_bounce
+    from publisher.mail.bounces import read_bounce
     from publisher.mail.tokens import load_secret
     from publisher.store import Store
 
@@ -64,8 +46,7 @@ def scan(state: State, maildir: Path) -> None:
     if not new.is_dir():
         raise PublisherError(f"{maildir}: not a Maildir (no new/ folder)")
     cur.mkdir(exist_ok=True)
-    base = config.digest.bounce_address
-    secret = load_secret(config) if base else None
+    secret = load_secret(config) if config.digest.bounce_address else None
     counts = {"hard": 0, "soft": 0, "complaint": 0, "suppressed": 0, "unknown": 0}
     now = state.clock()
     with Store.open(config) as store:
@@ -74,28 +55,27 @@ def scan(state: State, maildir: Path) -> None:
             if name.startswith(".") or not path.is_file():
                 continue
             bounce = read_bounce(path.read_bytes())
-            email, period = _address(store, bounce, secret, base) if bounce else ("", None)
-            if bounce is None or not email:
+            applied = None
+            if bounce is not None:
+                applied = apply_bounce(
+                    config,
+                    store,
+                    secret,
+                    kind=bounce.kind,
+                    recipient=bounce.recipient,
+                    reason=bounce.reason,
+                    return_paths=bounce.return_paths,
+                    now=now,
+                )
+            if bounce is None or applied is None:
                 counts["unknown"] += 1
                 click.echo(
                     f"{path}: not a bounce or complaint publisher understands; left", err=True
                 )
                 continue
-            if bounce.kind == HARD:
-                store.suppress(email, "bounced", bounce.reason, now=now)
-                counts["suppressed"] += 1
-            elif bounce.kind == COMPLAINT:
-                store.suppress(email, "complained", bounce.reason, now=now)
-                counts["suppressed"] += 1
-            else:
-                limits = config.bounces
-                made = store.soft_bounce(
-                    email, bounce.reason, now=now, limit=limits.soft_limit, window=limits.window
-                )
-                counts["suppressed"] += made is not None
-            store.record_bounce(email, bounce.kind, bounce.reason, digest=period, now=now)
             counts[bounce.kind] += 1
-            click.echo(f"{email}: {bounce.kind}: {bounce.reason}")
+            counts["suppressed"] += applied.suppressed
+            click.echo(f"{applied.email}: {bounce.kind}: {bounce.reason}")
             os.replace(path, cur / (name if ":2," in name else f"{name}:2,S"))
     click.echo(
         f"bounces: {counts['hard']} hard, {counts['soft']} soft, {counts['complaint']}"

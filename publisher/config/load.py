@@ -35,6 +35,7 @@ from publisher.config.model import (
     SiteConfig,
     SmtpConfig,
     StoreConfig,
+    WebhooksConfig,
 )
 from publisher.config.yamlsafe import SafeLoader
 from publisher.errors import ConfigError
@@ -146,6 +147,15 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
 
     dkim = _dkim(checks.Reader(top.get("dkim", {}, lambda v: v), "dkim", problems), root, problems)
 
+    r = checks.Reader(top.get("webhooks", {}, lambda v: v), "webhooks", problems)
+    webhooks = WebhooksConfig(
+        mailgun_key_env=r.get("mailgun_key_env", WebhooksConfig.mailgun_key_env, checks.env_name),
+        postmark_secret_env=r.get(
+            "postmark_secret_env", WebhooksConfig.postmark_secret_env, checks.env_name
+        ),
+    )
+    r.finish()
+
     r = checks.Reader(top.get("bounces", {}, lambda v: v), "bounces", problems)
     bounces = BouncesConfig(
         soft_limit=r.get("soft_limit", BouncesConfig.soft_limit, checks.positive_int),
@@ -189,7 +199,17 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
     if problems:
         raise ConfigError(problems, source)
     return Config(
-        site, paths, feeds, permalink, digest, smtp, store, server, dkim=dkim, bounces=bounces
+        site,
+        paths,
+        feeds,
+        permalink,
+        digest,
+        smtp,
+        store,
+        server,
+        dkim=dkim,
+        bounces=bounces,
+        webhooks=webhooks,
     )
 
 

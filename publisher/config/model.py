@@ -25,6 +25,7 @@ __all__ = [
     "SiteConfig",
     "SmtpConfig",
     "StoreConfig",
+    "WebhooksConfig",
 ]
 
 FEED_FORMATS = ("atom", "rss", "json")
@@ -132,6 +133,14 @@ class BouncesConfig:
 
 
 @dataclass(frozen=True)
+class WebhooksConfig:
+    """Where the providers' webhook secrets are: the names of environment variables."""
+
+    mailgun_key_env: str = "PUBLISHER_MAILGUN_WEBHOOK_KEY"
+    postmark_secret_env: str = "PUBLISHER_POSTMARK_WEBHOOK_SECRET"
+
+
+@dataclass(frozen=True)
 class DkimConfig:
     """DKIM signing of every outgoing message; off while ``selector`` is empty.
 
@@ -184,3 +193,4 @@ class Config:
     source: Path | None = None
     dkim: DkimConfig = DkimConfig()
     bounces: BouncesConfig = BouncesConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()

@@ -34,6 +34,7 @@ __all__ = [
     "soft_bounces_table",
     "subscribers_table",
     "suppressions_table",
+    "webhook_seen_table",
 ]
 
 
@@ -154,6 +155,15 @@ bounce_events_table = sa.Table(
     sa.Column("email", sa.String(254), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # "hard" | "soft" | "complaint"
     sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+# Webhook calls already taken (a provider's event id or signed token): a replay
+# of one is refused and changes nothing.
+webhook_seen_table = sa.Table(
+    "webhook_seen",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("at", UtcDateTime, nullable=False),
 )
 

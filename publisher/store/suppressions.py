@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from publisher.store.addresses import email_key, normalize_email
-from publisher.store.database import Database
+from publisher.store.database import Conflict, Database
 from publisher.store.schema import (
     bounce_events_table,
     ledger_table,
     soft_bounces_table,
     subscribers_table,
     suppressions_table,
+    webhook_seen_table,
 )
 from publisher.store.values import SUPPRESSED_STATUSES, Suppression, check_choice
 
@@ -86,6 +87,15 @@ class SuppressionOps(Database):
                     at=now,
                 )
             )
+
+    def first_seen(self, key: str, *, now: datetime) -> bool:
+        """Record a webhook call's ``key``; False if it was recorded before (a replay)."""
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(webhook_seen_table.insert().values(key=key[:255], at=now))
+        except Conflict:
+            return False
+        return True
 
     def bounce_counts(self, digest: str) -> dict[str, int]:
         """How many hard and soft bounces and complaints period ``digest`` drew."""

@@ -9,6 +9,8 @@ Routes (every link in an email points at ``server.base_url``)::
     POST /unsubscribe/<token>        the button, or RFC 8058 one-click (body
                                      ``List-Unsubscribe=One-Click``, no cookie, no form token)
     GET  /preferences/<token>        choose categories or leave; POST saves
+    POST /webhooks/mailgun           a provider's bounce and complaint events (see
+    POST /webhooks/postmark          :mod:`.webhooks`); 404 while their secret is unset
     GET  /_publisher/web.css         the pages' stylesheet
     GET  /<anything else>            the built site (``paths.output``): the preview
 
@@ -42,6 +44,7 @@ from publisher.web.pages import Pages, security_headers
 from publisher.web.static import StaticFiles
 from publisher.web.subscribe import SubscribeForm
 from publisher.web.subscriptions import LOGGER_NAME
+from publisher.web.webhooks import Webhooks
 
 __all__ = ["MAX_BODY", "create_app"]
 
@@ -122,6 +125,7 @@ def create_app(
     links = LinkPages(web)
     files = StaticFiles(web, home=subscribe.home)
     errors = _ErrorPages(web.pages)
+    hooks = Webhooks(web, web.clock)
     routes = [
         Route("/subscribe", subscribe.form, methods=["GET"]),
         Route("/subscribe", subscribe.submit, methods=["POST"]),
@@ -131,6 +135,8 @@ def create_app(
         Route("/unsubscribe/{token}", links.unsubscribe, methods=["POST"]),
         Route("/preferences/{token}", links.preferences_page, methods=["GET"]),
         Route("/preferences/{token}", links.preferences, methods=["POST"]),
+        Route("/webhooks/mailgun", hooks.mailgun, methods=["POST"]),
+        Route("/webhooks/postmark", hooks.postmark, methods=["POST"]),
         Route("/_publisher/web.css", files.stylesheet, methods=["GET"]),
         Route("/{path:path}", files.site, methods=["GET"]),
     ]

@@ -1,0 +1,201 @@
+"""Bounce and complaint webhooks of mail providers: Mailgun and Postmark.
+
+``POST /webhooks/mailgun`` takes Mailgun's event webhook (JSON), whose
+``signature`` is an HMAC-SHA256 of its timestamp and token with the account's
+webhook signing key (from the environment variable named by
+``webhooks.mailgun_key_env``); a call more than 15 minutes old, or whose token
+was seen before, is refused. ``POST /webhooks/postmark`` takes Postmark's bounce
+and spam-complaint webhooks, authenticated by HTTP basic auth with the secret in
+``webhooks.postmark_secret_env`` (Postmark sends credentials put in the webhook
+URL); an event id seen before is refused. A route whose secret is not set
+answers 404. Unauthenticated calls get 401, replays 409, malformed ones 400,
+and none of them changes anything; a good one is applied as
+:func:`publisher.digest.bounces.apply_bounce` applies any bounce.
+
+The readers (:func:`mailgun_events`, :func:`postmark_events`) are pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from publisher.config import secret_from_env
+from publisher.web.context import WebContext
+
+__all__ = ["Rejected", "WebhookEvent", "Webhooks", "mailgun_events", "postmark_events"]
+
+#: How old a signed Mailgun call may be (Mailgun's own advice: a few minutes).
+MAX_AGE_SECONDS = 15 * 60
+
+
+class Rejected(Exception):
+    """A webhook call that changes nothing: its HTTP status and why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One bounce or complaint a provider reported."""
+
+    replay_key: str  # refused when seen again
+    kind: str  # "hard" | "soft" | "complaint"
+    recipient: str
+    reason: str
+    return_paths: tuple[str, ...]  # the envelope sender, when the provider says it
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Rejected(400, "not JSON") from None
+    if not isinstance(data, dict):
+        raise Rejected(400, "not a JSON object")
+    return data
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def mailgun_events(key: bytes, body: bytes, now: datetime) -> list[WebhookEvent]:
+    """The bounce or complaint in a Mailgun webhook call; [] for other events."""
+    data = _json(body)
+    signature = data.get("signature")
+    if not isinstance(signature, dict):
+        raise Rejected(401, "no signature")
+    timestamp, token, given = (
+        str(signature.get(k, "")) for k in ("timestamp", "token", "signature")
+    )
+    expected = hmac.new(key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    if not token or not hmac.compare_digest(expected, given.lower()):
+        raise Rejected(401, "bad signature")
+    try:
+        age = now.timestamp() - int(timestamp)
+    except ValueError:
+        raise Rejected(401, "bad timestamp") from None
+    if abs(age) > MAX_AGE_SECONDS:
+        raise Rejected(401, "signature too old")
+    event = data.get("event-data")
+    if not isinstance(event, dict):
+        raise Rejected(400, "no event-data")
+    name = event.get("event")
+    recipient = str(event.get("recipient", ""))
+    envelope = _mapping(event.get("envelope"))
+    paths = tuple(p for p in [str(envelope.get("sender", ""))] if "@" in p)
+    replay = f"mailgun:{token}"
+    if name == "complained":
+        return [WebhookEvent(replay, "complaint", recipient, "complaint: mailgun", paths)]
+    if name != "failed":
+        return []
+    status = _mapping(event.get("delivery-status"))
+    code = status.get("code", "")
+    message = " ".join(str(status.get("message") or status.get("description") or "").split())
+    kind = "hard" if event.get("severity") == "permanent" else "soft"
+    return [WebhookEvent(replay, kind, recipient, f"{code} {message}".strip(), paths)]
+
+
+# Postmark's bounce types that are a dead address (the rest are soft or not about it).
+_POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated", "Unsubscribe"}
+_POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "AutoResponder"}
+
+
+def postmark_events(secret: str, authorization: str, body: bytes) -> list[WebhookEvent]:
+    """The bounce or complaint in a Postmark webhook call; [] for other records."""
+    scheme, _, encoded = authorization.partition(" ")
+    try:
+        _user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Rejected(401, "no basic auth") from None
+    if scheme.lower() != "basic" or not hmac.compare_digest(password, secret):
+        raise Rejected(401, "bad credentials")
+    data = _json(body)
+    record = data.get("RecordType")
+    email = str(data.get("Email", ""))
+    event_id = data.get("ID")
+    if event_id is None or not email:
+        raise Rejected(400, "no ID or Email")
+    replay = f"postmark:{record}:{event_id}"
+    if record == "SpamComplaint":
+        return [WebhookEvent(replay, "complaint", email, "complaint: postmark", ())]
+    if record != "Bounce":
+        return []
+    kind_name = str(data.get("Type", ""))
+    if kind_name in _POSTMARK_HARD:
+        kind = "hard"
+    elif kind_name in _POSTMARK_SOFT:
+        kind = "soft"
+    else:
+        return []
+    reason = " ".join(
+        f"{kind_name}: {data.get('Details') or data.get('Description') or ''}".split()
+    )
+    return [WebhookEvent(replay, kind, email, reason, ())]
+
+
+class Webhooks:
+    """The webhook routes of one app."""
+
+    def __init__(self, web: WebContext, clock: Callable[[], datetime]) -> None:
+        self.web = web
+        self.clock = clock
+        hooks = web.config.webhooks
+        self.mailgun_key = secret_from_env(hooks.mailgun_key_env)
+        self.postmark_secret = secret_from_env(hooks.postmark_secret_env)
+
+    async def mailgun(self, request: Request) -> Response:
+        if self.mailgun_key is None:
+            return PlainTextResponse("not found", status_code=404)
+        key = self.mailgun_key.encode()
+        body = await request.body()
+        return await self._take(lambda: mailgun_events(key, body, self.clock()))
+
+    async def postmark(self, request: Request) -> Response:
+        if self.postmark_secret is None:
+            return PlainTextResponse("not found", status_code=404)
+        secret = self.postmark_secret
+        auth = request.headers.get("authorization", "")
+        body = await request.body()
+        return await self._take(lambda: postmark_events(secret, auth, body))
+
+    async def _take(self, read: Callable[[], list[WebhookEvent]]) -> Response:
+        try:
+            events = read()
+        except Rejected as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        return await run_in_threadpool(self._apply, events)
+
+    def _apply(self, events: list[WebhookEvent]) -> Response:
+        from publisher.digest.bounces import apply_bounce
+
+        store = self.web.subs.store
+        now = self.clock()
+        for event in events:
+            if not store.first_seen(event.replay_key, now=now):
+                return PlainTextResponse("replayed", status_code=409)
+            apply_bounce(
+                self.web.config,
+                store,
+                self.web.secret,
+                kind=event.kind,
+                recipient=event.recipient,
+                reason=event.reason,
+                return_paths=event.return_paths,
+                now=now,
+            )
+        return PlainTextResponse("ok")
