@@ -153,6 +153,7 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         postmark_secret_env=r.get(
             "postmark_secret_env", WebhooksConfig.postmark_secret_env, checks.env_name
         ),
+        ses_topic_arns=r.get("ses_topic_arns", (), _arn_list),
     )
     r.finish()
 
@@ -264,6 +265,14 @@ def secret_from_env(name: str) -> str | None:
     """Return the secret held in environment variable ``name``, if set and non-empty."""
     value = os.environ.get(name, "")
     return value or None
+
+
+def _arn_list(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    arns = tuple(checks.text(item) for item in items)
+    if not all(a.startswith("arn:aws") and a.count(":") >= 5 for a in arns):
+        raise ValueError("must be SNS topic ARNs (arn:aws:sns:REGION:ACCOUNT:TOPIC)")
+    return arns
 
 
 # A local part holds at most 64 characters (RFC 5321); the tag publisher.mail.verp

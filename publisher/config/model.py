@@ -138,6 +138,8 @@ class WebhooksConfig:
 
     mailgun_key_env: str = "PUBLISHER_MAILGUN_WEBHOOK_KEY"
     postmark_secret_env: str = "PUBLISHER_POSTMARK_WEBHOOK_SECRET"
+    # The SNS topics whose SES notifications are taken; none: /webhooks/ses answers 404.
+    ses_topic_arns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ Routes (every link in an email points at ``server.base_url``)::
     GET  /preferences/<token>        choose categories or leave; POST saves
     POST /webhooks/mailgun           a provider's bounce and complaint events (see
     POST /webhooks/postmark          :mod:`.webhooks`); 404 while their secret is unset
+    POST /webhooks/ses               Amazon SES through SNS, signatures checked
     GET  /_publisher/web.css         the pages' stylesheet
     GET  /<anything else>            the built site (``paths.output``): the preview
 
@@ -106,13 +107,15 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     store: Store | None = None,
     send: Callable[[EmailMessage], None] | None = None,
+    fetch: Callable[[str], bytes] | None = None,
 ) -> Starlette:
     """The ASGI app for ``config``.
 
     ``secret`` signs links and form tokens (see :func:`publisher.mail.tokens.load_secret`);
     ``clock`` gives the time (default: now, in UTC); without ``store`` the app
     opens ``store.url`` when it starts and closes it when it stops; without
-    ``send`` confirmations go through ``make_backend(config)``.
+    ``send`` confirmations go through ``make_backend(config)``; ``fetch`` gets a
+    URL's bytes for the SES webhook (SNS certificates; tests inject it).
     """
     web = WebContext(
         config,
@@ -125,7 +128,7 @@ def create_app(
     links = LinkPages(web)
     files = StaticFiles(web, home=subscribe.home)
     errors = _ErrorPages(web.pages)
-    hooks = Webhooks(web, web.clock)
+    hooks = Webhooks(web, web.clock, fetch)
     routes = [
         Route("/subscribe", subscribe.form, methods=["GET"]),
         Route("/subscribe", subscribe.submit, methods=["POST"]),
@@ -137,6 +140,7 @@ def create_app(
         Route("/preferences/{token}", links.preferences, methods=["POST"]),
         Route("/webhooks/mailgun", hooks.mailgun, methods=["POST"]),
         Route("/webhooks/postmark", hooks.postmark, methods=["POST"]),
+        Route("/webhooks/ses", hooks.ses, methods=["POST"]),
         Route("/_publisher/web.css", files.stylesheet, methods=["GET"]),
         Route("/{path:path}", files.site, methods=["GET"]),
     ]

@@ -148,6 +148,7 @@ def serve_in_thread(
     host: str | None = None,
     port: int | None = None,
     startup_timeout: float = 30.0,
+    fetch: Callable[[str], bytes] | None = None,
 ) -> ServerHandle:
     """Start the web app in a daemon thread (for ``publisher run`` with ``server.in_run``).
 
@@ -155,14 +156,15 @@ def serve_in_thread(
     the app has started. Raises ConfigError when the secret is missing and
     PublisherError when the port cannot be had or the app cannot start.
     Logs go to the ``uvicorn.*`` and ``publisher.web`` loggers, unconfigured:
-    the calling program decides where they are written.
+    the calling program decides where they are written. ``fetch`` replaces the
+    SES webhook's download of SNS certificates (tests).
     """
     from publisher.mail.tokens import load_secret
 
     key = secret if secret is not None else load_secret(config)
     sock = open_socket(host or config.server.host, config.server.port if port is None else port)
     try:
-        app = create_app(config, secret=key, clock=clock)
+        app = create_app(config, secret=key, clock=clock, fetch=fetch)
         server = _uvicorn(config, app, log_config=None)
     except BaseException:
         sock.close()

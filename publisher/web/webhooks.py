@@ -22,10 +22,12 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,7 +36,15 @@ from starlette.responses import PlainTextResponse, Response
 from publisher.config import secret_from_env
 from publisher.web.context import WebContext
 
-__all__ = ["Rejected", "WebhookEvent", "Webhooks", "mailgun_events", "postmark_events"]
+__all__ = [
+    "Rejected",
+    "WebhookEvent",
+    "Webhooks",
+    "mailgun_events",
+    "postmark_events",
+    "ses_events",
+    "verify_sns",
+]
 
 #: How old a signed Mailgun call may be (Mailgun's own advice: a few minutes).
 MAX_AGE_SECONDS = 15 * 60
@@ -148,15 +158,60 @@ def postmark_events(secret: str, authorization: str, body: bytes) -> list[Webhoo
     return [WebhookEvent(replay, kind, email, reason, ())]
 
 
+def _fetch(url: str) -> bytes:
+    """GET ``url`` (an https SNS URL, checked by the caller); OSError when it fails."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5.0) as response:
+        data: bytes = response.read(1_000_000)
+    return data
+
+
 class Webhooks:
     """The webhook routes of one app."""
 
-    def __init__(self, web: WebContext, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, web: WebContext, clock: Callable[[], datetime], fetch: Fetch | None = None
+    ) -> None:
         self.web = web
         self.clock = clock
         hooks = web.config.webhooks
         self.mailgun_key = secret_from_env(hooks.mailgun_key_env)
         self.postmark_secret = secret_from_env(hooks.postmark_secret_env)
+        self.ses_topics = frozenset(hooks.ses_topic_arns)
+        self.fetch = fetch or _fetch
+        self._certificates: dict[str, bytes] = {}
+
+    async def ses(self, request: Request) -> Response:
+        if not self.ses_topics:
+            return PlainTextResponse("not found", status_code=404)
+        body = await request.body()
+        return await run_in_threadpool(self._ses, body)
+
+    def _cached_fetch(self, url: str) -> bytes:
+        # A certificate is fetched once per process; SNS rotates them by URL.
+        if url not in self._certificates:
+            self._certificates[url] = self.fetch(url)
+        return self._certificates[url]
+
+    def _ses(self, body: bytes) -> Response:
+        try:
+            data = _json(body)
+            if data.get("TopicArn") not in self.ses_topics:
+                raise Rejected(403, "topic not in webhooks.ses_topic_arns")
+            verify_sns(data, self._cached_fetch, self.clock())
+            if data.get("Type") == "SubscriptionConfirmation":
+                url = str(data.get("SubscribeURL", ""))
+                if not sns_url_ok(url):
+                    raise Rejected(400, "SubscribeURL not on an SNS host")
+                self.fetch(url)  # confirms the subscription
+                return PlainTextResponse("subscribed")
+            events = ses_events(data)
+        except Rejected as exc:
+            return PlainTextResponse(str(exc), status_code=exc.status)
+        except OSError as exc:
+            return PlainTextResponse(f"cannot fetch: {exc}", status_code=502)
+        return self._apply(events)
 
     async def mailgun(self, request: Request) -> Response:
         if self.mailgun_key is None:
@@ -185,9 +240,10 @@ class Webhooks:
 
         store = self.web.subs.store
         now = self.clock()
-        for event in events:
-            if not store.first_seen(event.replay_key, now=now):
+        for key in dict.fromkeys(event.replay_key for event in events):
+            if not store.first_seen(key, now=now):
                 return PlainTextResponse("replayed", status_code=409)
+        for event in events:
             apply_bounce(
                 self.web.config,
                 store,
@@ -199,3 +255,114 @@ class Webhooks:
                 now=now,
             )
         return PlainTextResponse("ok")
+
+
+# --- Amazon SES, through SNS ----------------------------------------------------------------
+
+_SNS_HOST = re.compile(r"^sns\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
+#: How old an SNS message may be when it arrives (SNS retries for up to an hour).
+SNS_MAX_AGE_SECONDS = 3600
+_SIGNED_FIELDS = {
+    "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
+    "SubscriptionConfirmation": (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    ),
+}
+
+#: Fetches a URL's bytes (the signing certificate; the subscription confirmation).
+Fetch = Callable[[str], bytes]
+
+
+def sns_url_ok(url: str) -> bool:
+    """Whether ``url`` is an https URL on an SNS host (never anyone else's certificate)."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" and bool(_SNS_HOST.match(parts.hostname or ""))
+
+
+def verify_sns(data: dict[str, Any], fetch: Fetch, now: datetime) -> None:
+    """Check an SNS message's signature with the certificate it names; Rejected if bad."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    kind = data.get("Type")
+    fields = _SIGNED_FIELDS.get(str(kind))
+    if fields is None:
+        raise Rejected(400, f"SNS message type {kind!r} not taken")
+    cert_url = str(data.get("SigningCertURL", ""))
+    if not sns_url_ok(cert_url) or not cert_url.endswith(".pem"):
+        raise Rejected(401, "signing certificate not on an SNS host")
+    version = str(data.get("SignatureVersion", ""))
+    algorithm: hashes.HashAlgorithm
+    if version == "1":
+        algorithm = hashes.SHA1()  # SNS's SignatureVersion 1 is SHA1withRSA
+    elif version == "2":
+        algorithm = hashes.SHA256()
+    else:
+        raise Rejected(401, "unknown SignatureVersion")
+    text = "".join(
+        f"{name}\n{data[name]}\n" for name in fields if name in data and data[name] is not None
+    )
+    try:
+        signature = base64.b64decode(str(data.get("Signature", "")), validate=True)
+        certificate = x509.load_pem_x509_certificate(fetch(cert_url))
+        key = certificate.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise Rejected(401, "signing certificate without an RSA key")
+        key.verify(signature, text.encode("utf-8"), padding.PKCS1v15(), algorithm)
+    except (binascii.Error, ValueError, InvalidSignature):
+        raise Rejected(401, "bad SNS signature") from None
+    try:
+        sent = datetime.fromisoformat(str(data.get("Timestamp", "")).replace("Z", "+00:00"))
+    except ValueError:
+        raise Rejected(400, "bad Timestamp") from None
+    if abs(now.timestamp() - sent.timestamp()) > SNS_MAX_AGE_SECONDS:
+        raise Rejected(401, "SNS message too old")
+
+
+def ses_events(data: dict[str, Any]) -> list[WebhookEvent]:
+    """The bounces and complaints of a verified SES notification (its ``Message``)."""
+    try:
+        message = json.loads(str(data.get("Message", "")))
+    except ValueError:
+        raise Rejected(400, "Message is not JSON") from None
+    if not isinstance(message, dict):
+        raise Rejected(400, "Message is not a JSON object")
+    replay = f"ses:{data.get('MessageId', '')}"
+    mail = _mapping(message.get("mail"))
+    paths = tuple(p for p in [str(mail.get("source", ""))] if "@" in p)
+    kind_name = message.get("notificationType") or message.get("eventType")
+    events = []
+    if kind_name == "Bounce":
+        bounce = _mapping(message.get("bounce"))
+        kind = "hard" if bounce.get("bounceType") == "Permanent" else "soft"
+        for person in bounce.get("bouncedRecipients") or []:
+            person = _mapping(person)
+            reason = " ".join(
+                str(person.get("diagnosticCode") or bounce.get("bounceSubType")).split()
+            )
+            events.append(
+                WebhookEvent(replay, kind, str(person.get("emailAddress", "")), reason, paths)
+            )
+    elif kind_name == "Complaint":
+        complaint = _mapping(message.get("complaint"))
+        feedback = complaint.get("complaintFeedbackType") or "abuse"
+        for person in complaint.get("complainedRecipients") or []:
+            person = _mapping(person)
+            events.append(
+                WebhookEvent(
+                    replay,
+                    "complaint",
+                    str(person.get("emailAddress", "")),
+                    f"complaint: {feedback}",
+                    paths,
+                )
+            )
+    return events

@@ -151,3 +151,154 @@ def test_a_webhook_without_its_secret_is_not_there(mail_site: Site) -> None:
     with ServeProcess(mail_site.root, env={"PUBLISHER_SECRET": SECRET}) as server:
         answer = httpx.post(server.url + "/webhooks/mailgun", content=b"{}")
     assert answer.status_code == 404
+
+
+# --- Amazon SES through SNS: the app in a thread, only the certificate download injected ----
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-bounces"
+CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem"
+
+
+def _certificate() -> tuple[Any, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now.replace(year=now.year + 1))
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _signed(key: Any, fields: dict[str, str], version: str = "2") -> dict[str, str]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    order = (
+        "Message",
+        "MessageId",
+        "SubscribeURL",
+        "Subject",
+        "Timestamp",
+        "Token",
+        "TopicArn",
+        "Type",
+    )
+    text = "".join(f"{k}\n{fields[k]}\n" for k in order if k in fields)
+    algorithm = hashes.SHA256() if version == "2" else hashes.SHA1()
+    signature = key.sign(text.encode(), padding.PKCS1v15(), algorithm)
+    return {
+        **fields,
+        "SignatureVersion": version,
+        "SigningCertURL": CERT_URL,
+        "Signature": base64.b64encode(signature).decode(),
+    }
+
+
+def _notification(message: dict[str, Any], message_id: str) -> dict[str, str]:
+    return {
+        "Type": "Notification",
+        "MessageId": message_id,
+        "TopicArn": TOPIC,
+        "Message": json.dumps(message),
+        "Timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+def test_ses_notifications_through_sns_are_taken_only_with_a_good_signature(
+    mail_site: Site,
+) -> None:
+    from publisher.web import serve_in_thread
+
+    mail_site.write_config(webhooks={"ses_topic_arns": [TOPIC]})
+    with Store.open(mail_site.config()) as store:
+        for name in ("ann", "bob", "eve"):
+            store.add_subscriber(f"{name}@example.net", now=JOINED)
+    key, pem = _certificate()
+    fetched: list[str] = []
+
+    def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return pem if url == CERT_URL else b"confirmed"
+
+    handle = serve_in_thread(
+        mail_site.config(), secret=SECRET.encode(), host="127.0.0.1", port=0, fetch=fetch
+    )
+    try:
+        http = httpx.Client(base_url=handle.url)
+        bounce = {
+            "notificationType": "Bounce",
+            "bounce": {
+                "bounceType": "Permanent",
+                "bouncedRecipients": [
+                    {
+                        "emailAddress": "ann@example.net",
+                        "diagnosticCode": "smtp; 550 5.1.1 user unknown",
+                    }
+                ],
+            },
+            "mail": {"source": "news@example.com"},
+        }
+        good = _signed(key, _notification(bounce, "m-1"))
+        # A changed byte, another key, a certificate off SNS, another topic: refused.
+        tampered = {**good, "Message": good["Message"].replace("ann@", "bob@")}
+        assert http.post("/webhooks/ses", json=tampered).status_code == 401
+        other_key, _ = _certificate()
+        assert (
+            http.post(
+                "/webhooks/ses", json=_signed(other_key, _notification(bounce, "m-2"))
+            ).status_code
+            == 401
+        )
+        off_sns = {**good, "SigningCertURL": "https://evil.example.com/cert.pem"}
+        assert http.post("/webhooks/ses", json=off_sns).status_code == 401
+        elsewhere = _signed(key, {**_notification(bounce, "m-3"), "TopicArn": TOPIC + "-other"})
+        assert http.post("/webhooks/ses", json=elsewhere).status_code == 403
+        assert set(statuses(mail_site).values()) == {"active"}
+
+        assert http.post("/webhooks/ses", json=good).status_code == 200
+        assert http.post("/webhooks/ses", json=good).status_code == 409  # replayed
+        complaint = {
+            "notificationType": "Complaint",
+            "complaint": {
+                "complaintFeedbackType": "abuse",
+                "complainedRecipients": [{"emailAddress": "bob@example.net"}],
+            },
+            "mail": {"source": "news@example.com"},
+        }
+        signed = _signed(key, _notification(complaint, "m-4"), version="1")  # SHA1withRSA too
+        assert http.post("/webhooks/ses", json=signed).status_code == 200
+        confirm = _signed(
+            key,
+            {
+                "Type": "SubscriptionConfirmation",
+                "MessageId": "m-5",
+                "TopicArn": TOPIC,
+                "Token": "tok",
+                "Message": "You have chosen to subscribe",
+                "SubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok",
+                "Timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            },
+        )
+        assert http.post("/webhooks/ses", json=confirm).status_code == 200
+        http.close()
+    finally:
+        handle.stop()
+    assert statuses(mail_site) == {
+        "ann@example.net": "bounced",
+        "bob@example.net": "complained",
+        "eve@example.net": "active",
+    }
+    assert fetched.count(CERT_URL) == 1  # fetched once, then kept
+    assert fetched[-1].startswith("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription")
