@@ -88,6 +88,12 @@ class SuppressionOps(Database):
                 )
             )
 
+    def seen(self, key: str) -> bool:
+        """Whether a webhook call's ``key`` was recorded (see :meth:`first_seen`)."""
+        query = sa.select(webhook_seen_table.c.key).where(webhook_seen_table.c.key == key[:255])
+        with self._tx() as conn:
+            return conn.execute(query).first() is not None
+
     def first_seen(self, key: str, *, now: datetime) -> bool:
         """Record a webhook call's ``key``; False if it was recorded before (a replay)."""
         try:

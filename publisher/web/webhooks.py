@@ -1,4 +1,4 @@
-"""Bounce and complaint webhooks of mail providers: Mailgun and Postmark.
+"""Bounce and complaint webhooks of mail providers: Mailgun, Postmark, Amazon SES (SNS).
 
 ``POST /webhooks/mailgun`` takes Mailgun's event webhook (JSON), whose
 ``signature`` is an HMAC-SHA256 of its timestamp and token with the account's
@@ -10,9 +10,13 @@ and spam-complaint webhooks, authenticated by HTTP basic auth with the secret in
 URL); an event id seen before is refused. A route whose secret is not set
 answers 404. Unauthenticated calls get 401, replays 409, malformed ones 400,
 and none of them changes anything; a good one is applied as
-:func:`publisher.digest.bounces.apply_bounce` applies any bounce.
+:func:`publisher.digest.bounces.apply_bounce` applies any bounce. ``POST
+/webhooks/ses`` takes SNS notifications of the topics in
+``webhooks.ses_topic_arns``, each signature checked with the certificate SNS
+names (see :func:`verify_sns`).
 
-The readers (:func:`mailgun_events`, :func:`postmark_events`) are pure.
+The readers (:func:`mailgun_events`, :func:`postmark_events`, :func:`ses_events`)
+and :func:`verify_sns` (given a fetch) do no I/O of their own.
 """
 
 from __future__ import annotations
@@ -240,9 +244,11 @@ class Webhooks:
 
         store = self.web.subs.store
         now = self.clock()
-        for key in dict.fromkeys(event.replay_key for event in events):
-            if not store.first_seen(key, now=now):
-                return PlainTextResponse("replayed", status_code=409)
+        keys = list(dict.fromkeys(event.replay_key for event in events))
+        if any(store.seen(key) for key in keys):
+            return PlainTextResponse("replayed", status_code=409)
+        # Applied, then recorded: a failure in between makes the provider's retry
+        # apply it again (harmless for a suppression), never lose it.
         for event in events:
             apply_bounce(
                 self.web.config,
@@ -254,6 +260,8 @@ class Webhooks:
                 return_paths=event.return_paths,
                 now=now,
             )
+        for key in keys:
+            store.first_seen(key, now=now)
         return PlainTextResponse("ok")
 
 
