@@ -40,7 +40,12 @@ from typing import Any, NamedTuple
 
 from publisher import __version__
 from publisher.config import Config
-from publisher.feeds.documents import feed_updated, post_enclosure, post_image
+from publisher.feeds.documents import (
+    feed_updated,
+    json_feed_head,
+    post_enclosure,
+    post_image,
+)
 from publisher.feeds.scopes import Scope, post_url
 from publisher.site.markup import Rendered, cut_text, reading_time
 from publisher.site.posts import Enclosure, Post, media_type, plain_title
@@ -421,19 +426,8 @@ class ArchiveWriter:
         return text
 
     def _json(self, page: Page, posts: Sequence[Post], entries: list[_Entry]) -> bytes:
-        config, scope, site = self.config, page.scope, self.config.site
-        document: dict[str, Any] = {
-            "version": "https://jsonfeed.org/version/1.1",
-            "title": scope.title,
-            "home_page_url": scope.home(config),
-            "feed_url": page.url(config, "json"),
-            "description": site.description or scope.title,
-            "language": site.language,
-        }
-        if site.author:
-            document["authors"] = [{"name": site.author}]
-        if config.feeds.websub_hubs:
-            document["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.feeds.websub_hubs]
+        config = self.config
+        document = json_feed_head(config, page.scope, page.url(config, "json"))
         # JSON Feed pages with next_url towards older items; the rest is RFC 5005's
         # vocabulary, in an extension object as JSON Feed 1.1 allows.
         links = dict(_page_links(config, page, "json"))

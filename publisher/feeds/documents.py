@@ -35,6 +35,7 @@ from publisher.site.urls import url_join
 __all__ = [
     "feed_document",
     "feed_updated",
+    "json_feed_head",
     "opml_document",
     "post_enclosure",
     "post_image",
@@ -221,6 +222,24 @@ def _xml_feed(
     return data
 
 
+def json_feed_head(config: Config, scope: Scope, feed_url: str) -> dict[str, Any]:
+    """What a JSON Feed document of ``scope`` says of itself, before its items."""
+    site = config.site
+    document: dict[str, Any] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": scope.title,
+        "home_page_url": scope.home(config),
+        "feed_url": feed_url,
+        "description": site.description or scope.title,
+        "language": site.language,
+    }
+    if site.author:
+        document["authors"] = [{"name": site.author}]
+    if config.feeds.websub_hubs:
+        document["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.feeds.websub_hubs]
+    return document
+
+
 def _json_feed(
     config: Config,
     scope: Scope,
@@ -262,19 +281,8 @@ def _json_feed(
         # JSON Feed 1.1 lets a publisher add keys that start with "_".
         item["_publisher"] = {"reading_time": reading_time(body, config.feeds, post.reading_time)}
         items.append(item)
-    document: dict[str, Any] = {
-        "version": "https://jsonfeed.org/version/1.1",
-        "title": scope.title,
-        "home_page_url": scope.home(config),
-        "feed_url": scope.url(config, "json"),
-        "description": site.description or scope.title,
-        "language": site.language,
-        "items": items,
-    }
-    if site.author:
-        document["authors"] = [{"name": site.author}]
-    if config.feeds.websub_hubs:
-        document["hubs"] = [{"type": "WebSub", "url": hub} for hub in config.feeds.websub_hubs]
+    document = json_feed_head(config, scope, scope.url(config, "json"))
+    document["items"] = items
     older = dict(links).get("prev-archive")
     if older:  # JSON Feed 1.1's paging: next_url holds the older items
         document["next_url"] = older
