@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from publisher.cli.main import State
     from publisher.config import Config
     from publisher.digest.period import Period
+    from publisher.digest.preview import Preview
     from publisher.digest.report import SendReport
     from publisher.store import Store
 
@@ -89,6 +90,17 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
         yield advance
 
 
+def _preview(config: Config, now: datetime, email: str | None) -> Preview:
+    """This period's digest as ``email`` gets it (None: a reader of every category)."""
+    from publisher.digest.preview import preview_digest
+    from publisher.store import Store
+
+    if email is None:
+        return preview_digest(config, now=now)
+    with Store.open(config) as store:
+        return preview_digest(config, now=now, store=store, email=email)
+
+
 @digest.command()
 @click.option("--subscriber", "email", metavar="EMAIL", help="Preview this subscriber's digest.")
 @click.option(
@@ -104,16 +116,10 @@ def preview(state: State, email: str | None, out: Path | None) -> None:
     category. Links carry a fake token, so no secret is needed.
     """
     from publisher.build.output import atomic_write
-    from publisher.digest.preview import preview_digest
-    from publisher.store import Store
 
     config = state.config
     now = state.clock()
-    if email is None:
-        shown = preview_digest(config, now=now)
-    else:
-        with Store.open(config) as store:
-            shown = preview_digest(config, now=now, store=store, email=email)
+    shown = _preview(config, now, email)
     if shown.rendered is None:
         click.echo(f"digest {shown.period.key}: nothing new for {shown.email}")
         sys.exit(0)
@@ -203,21 +209,16 @@ def _test_send(state: State, to: str, as_email: str | None) -> NoReturn:
     """Send this period's digest to ``to`` only, as ``as_email`` would get it; record nothing."""
     from email.utils import parseaddr
 
-    from publisher.digest.preview import preview_digest, trial_message
+    from publisher.digest.preview import trial_message
     from publisher.errors import SendError
     from publisher.mail import make_backend
-    from publisher.store import Store
 
     address = parseaddr(to)[1]
     if not address or "@" not in address or address != to.strip():
         raise click.BadParameter(f"{to!r} is not an email address", param_hint="--to")
     config = state.config
     now = state.clock()
-    if as_email is None:
-        shown = preview_digest(config, now=now)
-    else:
-        with Store.open(config) as store:
-            shown = preview_digest(config, now=now, store=store, email=as_email)
+    shown = _preview(config, now, as_email)
     if shown.rendered is None:
         click.echo(f"digest {shown.period.key}: nothing new for {shown.email}; nothing sent")
         sys.exit(0)
@@ -241,18 +242,16 @@ def _test_send(state: State, to: str, as_email: str | None) -> NoReturn:
 COMPLAINT_RATE_LIMIT = 0.003
 
 
-def _echo_bounces(config: Config, key: str, sent: int) -> None:
-    """The period's bounces and complaints, and a warning past the complaint-rate limit."""
-    from publisher.store import Store
-
-    with Store.open(config) as store:
-        counts = store.bounce_counts(key)
+def _echo_bounces(key: str, counts: dict[str, int], sent: Callable[[], int]) -> None:
+    """The period's bounces and complaints (``counts``), and a warning past the
+    complaint-rate limit; ``sent`` counts its delivered messages, asked only if needed."""
     if not any(counts.values()):
         return
-    rate = counts["complaint"] / sent if sent else 0.0
+    delivered = sent()
+    rate = counts["complaint"] / delivered if delivered else 0.0
     click.echo(
         f"bounces: {counts['hard']} hard, {counts['soft']} soft;"
-        f" complaints: {counts['complaint']} ({rate:.2%} of {sent} sent)"
+        f" complaints: {counts['complaint']} ({rate:.2%} of {delivered} sent)"
     )
     if rate > COMPLAINT_RATE_LIMIT:
         click.echo(
@@ -271,8 +270,8 @@ def _exit_with(report: SendReport, config: Config | None = None) -> NoReturn:
         from publisher.store import Store
 
         with Store.open(config) as store:
-            sent = len(store.ledger(report.period, "sent"))
-        _echo_bounces(config, report.period, sent)
+            key = report.period
+            _echo_bounces(key, store.bounce_counts(key), lambda: len(store.ledger(key, "sent")))
     sys.exit(0 if report.ok else 1)
 
 
@@ -371,6 +370,7 @@ def status(state: State, key: str | None) -> None:
         key = key or _current_period(config, state.clock()).key
         run = store.get_run(key)
         rows = store.ledger(key)
+        bounces = store.bounce_counts(key)
     if run is None and not rows:
         click.echo(f"digest {key}: nothing recorded")
         return
@@ -386,7 +386,7 @@ def status(state: State, key: str | None) -> None:
         f"{names.get(s, s)} {sum(1 for r in rows if r.status == s)}" for s in LEDGER_STATUSES
     )
     click.echo(f"messages: {len(rows)} ({counts})")
-    _echo_bounces(config, key, sum(1 for r in rows if r.status == "sent"))
+    _echo_bounces(key, bounces, lambda: sum(1 for r in rows if r.status == "sent"))
     for row in rows:
         if row.status == "sending":
             click.echo(

@@ -67,6 +67,7 @@ def _utf8(_ctx: click.Context, param: click.Parameter, value: str | tuple[str, .
 # publisher.store.SUBSCRIBER_STATUSES, written out: importing the store loads
 # SQLAlchemy, which every command would pay for at start-up (a test compares them).
 _STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained")
+_SUPPRESSED = _STATUSES[3:]  # publisher.store.SUPPRESSED_STATUSES
 
 
 def _width(text: str) -> int:
@@ -119,7 +120,7 @@ def add(
     """
     with _store(state) as store:
         known = store.get_subscriber(email) if force else None
-        if known is not None and known.status in _STATUSES[3:]:
+        if known is not None and known.status in _SUPPRESSED:
             # The operator says the address works again (the mailbox was fixed).
             store.unsuppress(email)
             revived = store.set_status(known.id, status, now=state.clock())
@@ -173,7 +174,7 @@ def list_(state: State, status: str | None) -> None:
             click.echo("  ".join([*cells, row[4]]))
     for s in found:
         reason = why.get(s.email.lower())
-        if reason is not None and s.status in _STATUSES[3:]:
+        if reason is not None and s.status in _SUPPRESSED:
             at = reason.at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
             click.echo(f"  {s.email}: {reason.kind} {at}: {reason.reason}")
     order = ("active", "pending", "unsubscribed", "bounced", "complained")
@@ -240,16 +241,16 @@ def import_(state: State, file: str, status: str | None, force: bool) -> None:
         for row in parsed.rows:
             wanted = row.status or status or "active"
             known = store.get_subscriber(row.email)
-            if known is not None and force and known.status in _STATUSES[3:]:
+            if known is not None and force and known.status in _SUPPRESSED:
                 # An operator's decision: the address is mailed again.
                 store.unsuppress(row.email)
-                store.set_status(known.id, "active" if wanted in _STATUSES[3:] else wanted, now=now)
+                store.set_status(known.id, "active" if wanted in _SUPPRESSED else wanted, now=now)
                 added += 1
                 continue
             if known is not None:
                 existing += 1
                 continue
-            suppressed = wanted in _STATUSES[3:]
+            suppressed = wanted in _SUPPRESSED
             try:
                 store.add_subscriber(
                     row.email,

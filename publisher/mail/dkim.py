@@ -78,7 +78,7 @@ class DkimSigner:
         if isinstance(message, PreparedMessage):
             seven_bit: Callable[[], bytes] | None = None
             if message.seven_bit is not None:
-                made = message  # bound now: the lambda outlives the loop of a sender
+                made = message  # named again: a closure does not keep isinstance's narrowing
 
                 def seven_bit() -> bytes:
                     return self.sign(made.data(eight_bit=False))

@@ -8,4 +8,4 @@ from publisher.store import SUBSCRIBER_STATUSES, SUPPRESSED_STATUSES
 
 def test_the_commands_statuses_are_the_stores() -> None:
     assert subscribers._STATUSES == SUBSCRIBER_STATUSES
-    assert subscribers._STATUSES[3:] == SUPPRESSED_STATUSES
+    assert subscribers._SUPPRESSED == SUPPRESSED_STATUSES
