@@ -63,7 +63,7 @@ __all__ = [
 # 8: a body that is not UTF-8 rejects its post; 9: posts' image, enclosure and
 # reading time, and bodies' first image and text size; 10: posts' lead, scopes'
 # history; 11: histories as positions in the site's
-_FORMAT = (11, __version__)
+_FORMAT = (12, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"

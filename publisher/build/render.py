@@ -27,6 +27,7 @@ from publisher.feeds import (
     Scope,
     archive_links,
     feed_document,
+    in_full,
     opml_document,
     post_url,
 )
@@ -65,7 +66,9 @@ def render_outputs(
     with full-content archives it keeps their bodies in the cache.
     """
     full_archives = config.feeds.archive and config.feeds.archive_content == "full"
-    needed = {p.id: p for o in todo if o.scope and o.page is None for p in o.scope.posts}
+    needed = {
+        p.id: p for o in todo if o.scope and o.page is None for p in _in_full(config, o.scope)
+    }
     if full_archives:
         for output in todo:
             if output.page is not None:
@@ -75,7 +78,9 @@ def render_outputs(
     )
     # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
     if not full_archives:
-        cache.keep_bodies({_render_key(config, p) for scope in scopes for p in scope.posts})
+        cache.keep_bodies(
+            {_render_key(config, p) for scope in scopes for p in _in_full(config, scope)}
+        )
     elif every_post is not None:  # archive pages show every post
         cache.keep_bodies({_render_key(config, p) for p in every_post})
     # else a warm build that moved no post: the bodies the cache holds are still shown
@@ -87,6 +92,11 @@ def render_outputs(
     make = partial(_documents, config, scopes, rendered, lookup)
     documents = list(zip(todo, map_chunks(make, todo, workers, weights=weights), strict=True))
     return Rendering(documents, warnings, count, unverified)
+
+
+def _in_full(config: Config, scope: Scope) -> tuple[Post, ...]:
+    """The posts whose bodies ``scope``'s current feed shows (see :func:`in_full`)."""
+    return scope.posts[: in_full(config, scope)]
 
 
 def _render_key(config: Config, post: Post) -> tuple[str, str]:

@@ -15,7 +15,14 @@ from publisher.feeds.archives import (
     plan_pages,
 )
 from publisher.feeds.documents import feed_document, opml_document
-from publisher.feeds.scopes import FILE_NAMES, MEDIA_TYPES, Scope, plan_scopes, post_url
+from publisher.feeds.scopes import (
+    FILE_NAMES,
+    MEDIA_TYPES,
+    Scope,
+    in_full,
+    plan_scopes,
+    post_url,
+)
 
 __all__ = [
     "FILE_NAMES",
@@ -26,6 +33,7 @@ __all__ = [
     "archive_links",
     "feed_document",
     "full_pages",
+    "in_full",
     "is_page",
     "opml_document",
     "plan_pages",

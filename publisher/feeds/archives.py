@@ -43,11 +43,12 @@ from publisher.config import Config
 from publisher.feeds.documents import (
     feed_updated,
     json_feed_head,
+    lead_summary,
     post_enclosure,
     post_image,
 )
 from publisher.feeds.scopes import Scope, post_url
-from publisher.site.markup import Rendered, cut_text, reading_time
+from publisher.site.markup import Rendered, reading_time
 from publisher.site.posts import Enclosure, Post, media_type, plain_title
 from publisher.site.urls import url_join
 
@@ -211,8 +212,7 @@ class ArchiveWriter:
             image = post_image(config, post, body, url)
             minutes = reading_time(body, config.feeds, post.reading_time)
         else:
-            lead = cut_text(post.lead, config.feeds.excerpt_length)
-            summary, html = post.excerpt or lead or title, ""
+            summary, html = lead_summary(config, post, title), ""
             image = post_image(config, post, None, url)
             minutes = post.reading_time
         entry = _Entry(

@@ -27,8 +27,8 @@ from typing import Any
 
 from publisher import __version__
 from publisher.config import Config
-from publisher.feeds.scopes import Scope, post_url
-from publisher.site.markup import Rendered, absolute_url, reading_time
+from publisher.feeds.scopes import Scope, in_full, post_url
+from publisher.site.markup import Rendered, absolute_url, cut_text, reading_time
 from publisher.site.posts import Enclosure, Post, media_type, plain_title
 from publisher.site.urls import url_join
 
@@ -36,6 +36,7 @@ __all__ = [
     "feed_document",
     "feed_updated",
     "json_feed_head",
+    "lead_summary",
     "opml_document",
     "post_enclosure",
     "post_image",
@@ -65,6 +66,19 @@ def post_image(config: Config, post: Post, body: Rendered | None, url: str) -> s
     if post.image:
         return absolute_url(post.image, url)
     return body.image if body is not None and config.feeds.image_from_content else ""
+
+
+def lead_summary(config: Config, post: Post, title: str) -> str:
+    """A summary known without rendering: the excerpt, else the opening paragraph cut short."""
+    return post.excerpt or cut_text(post.lead, config.feeds.excerpt_length) or title
+
+
+def _bodies(
+    config: Config, scope: Scope, rendered: Mapping[str, Rendered]
+) -> list[Rendered | None]:
+    """Each current-feed post's rendered body, None for those shown in summary (see in_full)."""
+    full = in_full(config, scope)
+    return [rendered[p.id] if i < full else None for i, p in enumerate(scope.posts)]
 
 
 def post_enclosure(post: Post, url: str) -> Enclosure | None:
@@ -156,9 +170,10 @@ def _xml_feed(
     fg = FeedGenerator()
     fg.load_extension("dc", atom=False, rss=True)
     post_urls = [post_url(config, post) for post in scope.posts]
+    bodies = _bodies(config, scope, rendered)
     images = [
-        post_image(config, post, rendered[post.id], url)
-        for post, url in zip(scope.posts, post_urls, strict=True)
+        post_image(config, post, body, url)
+        for post, body, url in zip(scope.posts, bodies, post_urls, strict=True)
     ]
     if any(images):
         fg.load_extension("media")
@@ -183,9 +198,8 @@ def _xml_feed(
     fg.generator("publisher", __version__)
     fg.updated(feed_updated(config, scope))
     tag_scheme = url_join(site.url, "/tags/")
-    for post, url, image in zip(scope.posts, post_urls, images, strict=True):
+    for post, body, url, image in zip(scope.posts, bodies, post_urls, images, strict=True):
         fe = fg.add_entry(order="append")
-        body = rendered[post.id]
         fe.id(post.id)
         fe.guid(post.id, permalink=False)
         title = plain_title(post.title)
@@ -204,9 +218,12 @@ def _xml_feed(
             fe.media.thumbnail({"url": image}, group=None)
         fe.published(_in_zone(config, post.date))
         fe.updated(_in_zone(config, post.modified))
-        fe.summary(body.summary or title)
-        if config.feeds.content == "full":
-            fe.content(body.html, type="html")
+        if body is None:
+            fe.summary(lead_summary(config, post, title))
+        else:
+            fe.summary(body.summary or title)
+            if config.feeds.content == "full":
+                fe.content(body.html, type="html")
         author = post.author or site.author
         if author:
             fe.author({"name": author})
@@ -248,22 +265,22 @@ def _json_feed(
 ) -> bytes:
     site = config.site
     items: list[dict[str, Any]] = []
-    for post in scope.posts:
-        body = rendered[post.id]
+    for post, body in zip(scope.posts, _bodies(config, scope, rendered), strict=True):
         title = plain_title(post.title)
         url = post_url(config, post)
+        summary = lead_summary(config, post, title) if body is None else body.summary or title
         item: dict[str, Any] = {
             "id": post.id,
             "url": url,
             "title": title,
-            "summary": body.summary or title,
+            "summary": summary,
             "date_published": _in_zone(config, post.date).isoformat(),
             "date_modified": _in_zone(config, post.modified).isoformat(),
         }
-        if config.feeds.content == "full":
+        if body is not None and config.feeds.content == "full":
             item["content_html"] = body.html
         else:
-            item["content_text"] = body.summary or title
+            item["content_text"] = summary
         if post.categories or post.tags:
             item["tags"] = list(dict.fromkeys(post.categories + post.tags))
         author = post.author or site.author
@@ -278,8 +295,15 @@ def _json_feed(
             if enclosure.length is not None:
                 attachment["size_in_bytes"] = enclosure.length
             item["attachments"] = [attachment]
-        # JSON Feed 1.1 lets a publisher add keys that start with "_".
-        item["_publisher"] = {"reading_time": reading_time(body, config.feeds, post.reading_time)}
+        # JSON Feed 1.1 lets a publisher add keys that start with "_". Unrendered,
+        # only the front matter's reading time is known.
+        minutes = (
+            post.reading_time
+            if body is None
+            else reading_time(body, config.feeds, post.reading_time)
+        )
+        if minutes:
+            item["_publisher"] = {"reading_time": minutes}
         items.append(item)
     document = json_feed_head(config, scope, scope.url(config, "json"))
     document["items"] = items

@@ -13,7 +13,7 @@ from publisher.config import Config
 from publisher.site.posts import Post
 from publisher.site.urls import assign_slugs, url_join
 
-__all__ = ["FILE_NAMES", "MEDIA_TYPES", "Scope", "plan_scopes", "post_url"]
+__all__ = ["FILE_NAMES", "MEDIA_TYPES", "Scope", "in_full", "plan_scopes", "post_url"]
 
 FILE_NAMES = {"atom": "atom.xml", "rss": "rss.xml", "json": "feed.json"}
 MEDIA_TYPES = {
@@ -54,6 +54,21 @@ def post_url(config: Config, post: Post) -> str:
     return url_join(config.site.url, post.permalink)
 
 
+def in_full(config: Config, scope: Scope) -> int:
+    """How many of the current feed's posts (the newest) it shows with their rendered bodies.
+
+    The newest ``feeds.max_items``, as with archives off. The older posts a
+    current feed holds only to reach back to the newest full archive page are
+    shown as that page shows them (a summary from the excerpt or the opening
+    paragraph, no content), so they cost no Markdown rendering; all of them with
+    ``feeds.archive_content: full``.
+    """
+    feeds = config.feeds
+    if not feeds.archive or feeds.archive_content == "full":
+        return len(scope.posts)
+    return min(len(scope.posts), feeds.max_items)
+
+
 def _group(
     posts: Iterable[Post], names_of: Callable[[Post], Iterable[str]]
 ) -> dict[str, list[Post]]:
@@ -72,7 +87,8 @@ def _scope(
     Archive pages hold ``feeds.archive_page_size`` posts each, counted from the
     oldest, and only full pages are archives; the current feed holds the newest
     ``feeds.max_items`` posts, or every post since the newest full page when that
-    is more, so that walking back from it misses none.
+    is more, so that walking back from it misses none (those beyond
+    ``max_items`` in summary only: see :func:`in_full`).
     """
     feeds = config.feeds
     if not feeds.archive:

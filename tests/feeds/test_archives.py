@@ -218,6 +218,38 @@ def test_a_page_that_fills_becomes_an_archive_and_a_new_open_page_follows(site: 
     assert len(ids) == 23  # the current feed's three are in page 2 as well, as they may be
 
 
+def test_current_feed_posts_beyond_max_items_are_shown_as_the_open_page_shows_them(
+    site: Site,
+) -> None:
+    # 17 posts, pages of 10: the current feed holds the 7 since page 1, the newest
+    # 3 (max_items) in full and the 4 older ones in summary only, unrendered.
+    site.write_config(feeds={"archive_page_size": 10, "max_items": 3})
+    write_posts(site, 17)
+    result = build(site.config())
+    atom = feedparser.parse((site.output / "atom.xml").read_bytes())
+    assert [e.title for e in atom.entries] == [f"Post {i}" for i in range(16, 9, -1)]
+    assert ["content" in e for e in atom.entries] == [True] * 3 + [False] * 4
+    assert "<em>emphasis</em>" in atom.entries[0].content[0].value
+    older = atom.entries[3]
+    assert older.summary == "The opening paragraph of post 13, with emphasis."
+    rss = feedparser.parse((site.output / "rss.xml").read_bytes())
+    assert ["content" in e for e in rss.entries] == [True] * 3 + [False] * 4
+    assert rss.entries[6].description == "The opening paragraph of post 10, with emphasis."
+    items = json.loads((site.output / "feed.json").read_text("utf-8"))["items"]
+    assert ["content_html" in i for i in items] == [True] * 3 + [False] * 4
+    assert items[4]["content_text"] == "The opening paragraph of post 12, with emphasis."
+    # The open page shows those four the same way.
+    page = feedparser.parse((site.output / "archive" / "atom" / "2.xml").read_bytes())
+    assert {e.title: e.summary for e in page.entries}["Post 13"] == older.summary
+    # Only the posts some feed shows in full were rendered: each feed's newest three.
+    in_categories: dict[int, list[int]] = {}
+    for i in range(17):
+        for c in [i % 5] + ([(i + 2) % 5] if i % 3 == 0 else []):
+            in_categories.setdefault(c, []).append(i)
+    shown_in_full = {16, 15, 14}.union(*(sorted(v)[-3:] for v in in_categories.values()))
+    assert result.rendered == len(shown_in_full) < 17
+
+
 def test_editing_an_old_post_rewrites_only_the_pages_that_hold_it(site: Site) -> None:
     site.write_config(feeds={"archive_page_size": 10, "formats": ["atom", "json"]})
     write_posts(site, 95)
