@@ -90,6 +90,7 @@ class _Known:
     digests: Mapping[str, str]  # content hash by source file
     lookup: PostLookup  # the post of a source file
     every_post: list[Post] | None  # all of them, when every post was read
+    edited: frozenset[str] | None = None  # the files read again, when the last plan held
 
 
 def settings_key(config: Config) -> str:
@@ -144,7 +145,13 @@ def build(
     )
     # Plan every output and its fingerprint first: on a warm build most files are
     # unchanged, and the posts only they show need not be rendered at all.
-    outputs = plan_outputs(config, result.scopes, known.digests)
+    outputs = plan_outputs(
+        config,
+        result.scopes,
+        known.digests,
+        recorded=cache.feeds if known.edited is not None else None,
+        edited=known.edited,
+    )
     writer = OutputWriter(config.paths.output)
     todo = to_make(outputs, writer, cache.feeds if write else None)
 
@@ -159,6 +166,7 @@ def build(
             parallel,
             known.lookup,
             every_post=known.every_post,
+            writer=writer if write else None,
         )
         result.rendered = made.rendered
         result.warnings.extend(made.warnings)
@@ -272,7 +280,12 @@ def _replan(
         warnings=list(memo.warnings),
         parsed=len(edits),
         read_all=False,
-    ), _Known({s: r[2] for s, r in cache.records().items()}, _lookup(memo, cache), None)
+    ), _Known(
+        {s: r[2] for s, r in cache.records().items()},
+        _lookup(memo, cache),
+        None,
+        frozenset(edits),
+    )
 
 
 def _lookup(memo: Memo, cache: BuildCache) -> PostLookup:

@@ -7,8 +7,10 @@ forked workers (see :mod:`publisher.build.workers`).
 
 What it must never do: cache a body rendered from a file that no longer
 matches the post parsed from it (a file changed under the build, or a broken
-post served in its last good version), or write anything: the write step
-(:func:`publisher.build.targets.write_outputs`) does.
+post served in its last good version), or put anything where a reader sees
+it: archive pages may be staged as temporary files (removed again if the
+build fails), but only the write step
+(:func:`publisher.build.targets.write_outputs`) renames them into place.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from functools import partial
 from typing import NamedTuple
 
 from publisher.build.cache import BuildCache
+from publisher.build.output import OutputWriter, Staged, discard_files
 from publisher.build.targets import Output
 from publisher.build.workers import map_chunks, worker_count
 from publisher.config import Config
@@ -40,7 +43,9 @@ __all__ = ["Rendering", "render_outputs"]
 class Rendering(NamedTuple):
     """What the render step made."""
 
-    documents: list[tuple[Output, bytes]]  # each output to write, with its bytes
+    # Each output to write, with its bytes or, for archive pages made with a
+    # writer, its staged temporary file.
+    documents: list[tuple[Output, bytes | Staged]]
     warnings: list[str]
     rendered: int  # bodies rendered (the rest came from the cache)
     unverified: set[str]  # files of posts that no longer matched what was parsed
@@ -59,11 +64,14 @@ def render_outputs(
     lookup: PostLookup,
     *,
     every_post: Sequence[Post] | None = None,
+    writer: OutputWriter | None = None,
 ) -> Rendering:
     """Render the bodies the outputs in ``todo`` show, then make those outputs' bytes.
 
     ``every_post`` holds every published post when the build read them all;
-    with full-content archives it keeps their bodies in the cache.
+    with full-content archives it keeps their bodies in the cache. With a
+    ``writer`` the archive pages are staged as temporary files where they are
+    made (in the workers, on a cold build), for the write step to rename.
     """
     full_archives = config.feeds.archive and config.feeds.archive_content == "full"
     needed = {
@@ -85,13 +93,46 @@ def render_outputs(
         cache.keep_bodies({_render_key(config, p) for p in every_post})
     # else a warm build that moved no post: the bodies the cache holds are still shown
 
+    documents = _make_documents(config, scopes, todo, rendered, lookup, parallel, writer)
+    return Rendering(documents, warnings, count, unverified)
+
+
+def _make_documents(
+    config: Config,
+    scopes: list[Scope],
+    todo: list[Output],
+    rendered: dict[str, Rendered],
+    lookup: PostLookup,
+    parallel: bool,
+    writer: OutputWriter | None,
+) -> list[tuple[Output, bytes | Staged]]:
+    """Each output of ``todo`` with its bytes (or staged file), in ``todo``'s order.
+
+    The archive pages go to the workers grouped by format, because a post's
+    entry is made once per format in each process: pages of one format split
+    between processes would make the entries of their posts twice.
+    """
+    pages = sorted(
+        (o for o in todo if o.page is not None), key=lambda o: _FORMAT_ORDER.get(o.fmt, 9)
+    )
+    ordered = [o for o in todo if o.page is None] + pages
     # A current feed costs feedgen and lxml some 7 ms (a hundred parses of a post),
     # an archive page a tenth of that: the workers get equal shares of the cost.
-    weights = [1 if o.page is not None else 10 for o in todo]
+    weights = [1 if o.page is not None else 10 for o in ordered]
     workers = worker_count(sum(weights) * 10) if parallel else 1
-    make = partial(_documents, config, scopes, rendered, lookup)
-    documents = list(zip(todo, map_chunks(make, todo, workers, weights=weights), strict=True))
-    return Rendering(documents, warnings, count, unverified)
+    stage = writer.stage if writer is not None else None
+    make = partial(_documents, config, scopes, rendered, lookup, stage)
+    made = map_chunks(make, ordered, workers, weights=weights, discard=_discard)
+    by_output = {id(o): data for o, data in zip(ordered, made, strict=True)}
+    return [(o, by_output[id(o)]) for o in todo]
+
+
+_FORMAT_ORDER = {"json": 0, "atom": 1, "rss": 2}
+
+
+def _discard(documents: Sequence[bytes | Staged]) -> None:
+    """Remove the temporary files of staged pages (a build that failed after making them)."""
+    discard_files(d.temp for d in documents if isinstance(d, Staged) and d.temp)
 
 
 def _in_full(config: Config, scope: Scope) -> tuple[Post, ...]:
@@ -192,21 +233,32 @@ def _documents(
     scopes: list[Scope],
     rendered: dict[str, Rendered],
     lookup: PostLookup,
+    stage: Callable[[str, bytes], Staged] | None,
     outputs: Sequence[Output],
-) -> list[bytes]:
-    """The bytes of each of ``outputs`` (run in worker processes on a cold build)."""
-    documents = []
+) -> list[bytes | Staged]:
+    """The bytes of each of ``outputs`` (run in worker processes on a cold build).
+
+    With ``stage`` each archive page is staged as soon as it is made: its bytes
+    need not travel back from a worker, nor wait in memory for the others.
+    If anything fails, what this call staged is removed.
+    """
+    documents: list[bytes | Staged] = []
     # One writer for every page made here: a post's entry is made once per format.
     archives = ArchiveWriter(config, rendered)
-    for output in outputs:
-        if output.page is not None:
-            posts = [lookup(source) for source in reversed(output.page.sources)]
-            documents.append(archives.document(output.page, output.fmt, posts))
-        elif output.scope is not None:
-            links = archive_links(config, output.scope, output.fmt)
-            documents.append(feed_document(config, output.scope, output.fmt, rendered, links))
-        elif output.relative == "feeds.opml":
-            documents.append(opml_document(config, scopes))
-        else:
-            documents.append(_index_page(config, scopes))
+    try:
+        for output in outputs:
+            if output.page is not None:
+                posts = [lookup(source) for source in reversed(output.page.sources)]
+                page = archives.document(output.page, output.fmt, posts)
+                documents.append(page if stage is None else stage(output.relative, page))
+            elif output.scope is not None:
+                links = archive_links(config, output.scope, output.fmt)
+                documents.append(feed_document(config, output.scope, output.fmt, rendered, links))
+            elif output.relative == "feeds.opml":
+                documents.append(opml_document(config, scopes))
+            else:
+                documents.append(_index_page(config, scopes))
+    except BaseException:
+        _discard(documents)
+        raise
     return documents

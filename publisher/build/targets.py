@@ -14,12 +14,12 @@ a feed before that feed is on disk.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from publisher import __version__
 from publisher.build.cache import BuildCache
-from publisher.build.output import OutputWriter
+from publisher.build.output import OutputWriter, Staged, discard_files
 from publisher.build.workers import Background
 from publisher.config import Config
 from publisher.feeds import Page, Scope, full_pages, plan_pages
@@ -82,6 +82,20 @@ def _page_key(settings: str, page: Page, digests: Mapping[str, str]) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def _touched_pages(config: Config, scope: Scope, edited: Set[str] | None) -> set[int] | None:
+    """The numbers of ``scope``'s pages that hold an ``edited`` file; None if not known."""
+    if edited is None:
+        return None
+    size = config.feeds.archive_page_size
+    touched = set()
+    for source in edited:
+        try:
+            touched.add(scope.history.index(source) // size + 1)
+        except ValueError:
+            continue  # not in this scope
+    return touched
+
+
 def _template_stamp(config: Config, name: str) -> tuple[int, int]:
     """Stat of a user's override of a built-in template, so that editing it rebuilds."""
     try:
@@ -91,11 +105,21 @@ def _template_stamp(config: Config, name: str) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
-def plan_outputs(config: Config, scopes: list[Scope], digests: Mapping[str, str]) -> list[Output]:
+def plan_outputs(
+    config: Config,
+    scopes: list[Scope],
+    digests: Mapping[str, str],
+    *,
+    recorded: Mapping[str, str] | None = None,
+    edited: Set[str] | None = None,
+) -> list[Output]:
     """Every file the build makes of ``scopes``, with its fingerprint.
 
     ``digests`` gives the content hash of every published post by source file
-    (archive pages name posts by file only).
+    (archive pages name posts by file only). When the last plan was reused,
+    ``edited`` holds the files read again and ``recorded`` the fingerprints the
+    cache holds: an archive page that holds none of them keeps its recorded
+    fingerprint instead of hashing its fifty posts again (a site has hundreds).
     """
     feed_settings = repr((config.site, config.feeds, config.permalink, config.paths.output))
     formats = config.feeds.formats
@@ -111,12 +135,24 @@ def plan_outputs(config: Config, scopes: list[Scope], digests: Mapping[str, str]
         for fmt in formats
     ]
     for scope in scopes:
-        for page in plan_pages(config, scope):
-            key = _page_key(feed_settings, page, digests)
+        pages = plan_pages(config, scope)
+        touched = _touched_pages(config, scope, edited) if recorded is not None else None
+        for page in pages:
             owner = f"the {scope.kind} feed {scope.name!r}, archive page {page.number}"
+            known = (
+                [recorded.get(page.path(fmt), "") for fmt in formats]
+                if recorded is not None
+                and touched is not None
+                and page.sources  # an empty open page follows the current feed
+                and page.number not in touched
+                else []
+            )
+            if not known or not all(known):
+                key = _page_key(feed_settings, page, digests)
+                known = [_fingerprint("page", fmt, key) for fmt in formats]
             outputs.extend(
-                Output(page.path(fmt), _fingerprint("page", fmt, key), owner, scope, fmt, page)
-                for fmt in formats
+                Output(page.path(fmt), fingerprint, owner, scope, fmt, page)
+                for fmt, fingerprint in zip(formats, known, strict=True)
             )
     listing = [(s.kind, s.name, s.folder, s.title) for s in scopes]
     stamp = (config.site, config.feeds.formats, config.paths.output, listing)
@@ -161,12 +197,15 @@ def write_outputs(
     writer: OutputWriter,
     cache: BuildCache,
     outputs: list[Output],
-    documents: Sequence[tuple[Output, bytes]],
+    documents: Sequence[tuple[Output, bytes | Staged]],
     unverified: set[str],
     *,
     learned: bool,
 ) -> list[str]:
     """Write ``documents``, delete stale feeds, then save the cache; returns the files removed.
+
+    Staged documents (archive pages made with the writer) are renamed into
+    place with the rest, or their temporary files removed if this fails.
 
     ``unverified`` holds the source files of posts whose file changed after
     it was parsed; ``learned`` says whether the cache holds anything new besides the
@@ -189,8 +228,13 @@ def write_outputs(
     # The cache is written only after every feed is, so that it never records a
     # feed that a crash kept from the disk.
     overlap = dirty and len(documents) < _OVERLAP_FILES
+    try:
+        encoded = cache.encode() if dirty and not overlap else None
+    except BaseException:
+        discard_files(d.temp for _, d in documents if isinstance(d, Staged) and d.temp)
+        cache.feeds = old_feeds
+        raise
     encoding = Background(cache.encode) if overlap else None
-    encoded = cache.encode() if dirty and not overlap else None
     try:
         writer.write_all([(o.relative, data, o.owner) for o, data in documents])
         removed = writer.remove_stale(stale)

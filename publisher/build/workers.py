@@ -52,6 +52,7 @@ def map_chunks(
     send: Callable[[list[R]], Any] | None = None,
     receive: Callable[[Any], list[R]] | None = None,
     weights: Sequence[int] | None = None,
+    discard: Callable[[list[R]], None] | None = None,
 ) -> list[R]:
     """``func`` over ``items`` in ``workers`` contiguous chunks; results keep the input order.
 
@@ -62,6 +63,10 @@ def map_chunks(
     objects costs nothing to hand over); only its results are pickled back, or
     first turned into something quicker to pickle by ``send`` in the worker and
     back by ``receive`` here. The caller's own chunk needs neither.
+
+    When a chunk fails, ``discard`` is given the results of every chunk that
+    did not (results that hold something to undo, such as temporary files)
+    before the error is raised; ``func`` undoes its own failed chunk's work.
     """
     global _job
     if workers <= 1 or len(items) < 2:
@@ -74,16 +79,33 @@ def map_chunks(
     context = multiprocessing.get_context("fork")
     work: Callable[[Sequence[T]], Any] = func if send is None else lambda c: send(func(c))
     _job = (work, chunks)
+    done: list[list[R]] = []
     try:
         with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=context) as pool:
             futures = [pool.submit(_run_chunk, i) for i in range(1, len(chunks))]
-            results = func(chunks[0])
-            for future in futures:
-                sent = future.result()
-                results.extend(sent if receive is None else receive(sent))
+            try:
+                done.append(func(chunks[0]))
+            finally:
+                # Every worker's result is taken, even after a failure here, so
+                # that discard sees everything the others made.
+                error: BaseException | None = None
+                for future in futures:
+                    try:
+                        sent = future.result()
+                    except BaseException as exc:
+                        error = error or exc
+                        continue
+                    done.append(sent if receive is None else receive(sent))
+            if error is not None:
+                raise error
+    except BaseException:
+        if discard is not None:
+            for results in done:
+                discard(results)
+        raise
     finally:
         _job = None
-    return results
+    return [result for results in done for result in results]
 
 
 def _split(items: Sequence[T], workers: int, weights: Sequence[int] | None) -> list[Sequence[T]]:

@@ -281,6 +281,26 @@ def test_editing_an_old_post_rewrites_only_the_pages_that_hold_it(site: Site) ->
     )
 
 
+def test_a_warm_build_restores_a_deleted_page_that_holds_no_edited_post(site: Site) -> None:
+    # The last plan holds, so untouched pages keep their recorded fingerprints
+    # unhashed; a page gone from the disk must still be written again.
+    site.write_config(feeds={"archive_page_size": 10, "formats": ["atom"]})
+    write_posts(site, 35)
+    config = site.config()
+    build(config)
+    page1 = site.output / "archive" / "atom" / "1.xml"
+    expected = page1.read_bytes()
+    page1.unlink()
+    site.post(
+        f"2020-{_date(31)}-post-30.md", "title: Post 30, retitled\ncategories: [C0, C2]", "x\n"
+    )
+    result = build(config)
+    assert not result.read_all
+    assert "archive/atom/1.xml" in result.written and page1.read_bytes() == expected
+    assert "archive/atom/4.xml" in result.written  # the open page, which holds post 30
+    assert "archive/atom/2.xml" not in result.written
+
+
 def test_with_archives_off_there_are_no_pages_and_no_archive_links(site: Site) -> None:
     site.write_config(feeds={"archive": False, "max_items": 5})
     write_posts(site, 60)
