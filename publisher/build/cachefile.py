@@ -63,7 +63,7 @@ __all__ = [
 # 8: a body that is not UTF-8 rejects its post; 9: posts' image, enclosure and
 # reading time, and bodies' first image and text size; 10: posts' lead, scopes'
 # history; 11: histories as positions in the site's
-_FORMAT = (12, __version__)
+_FORMAT = (13, __version__)
 _NAME = "build.marshal"
 _DELTA = "build.delta.marshal"
 _BODIES = "bodies.sqlite"
@@ -241,6 +241,8 @@ def read_index(folder: Path, settings: str) -> Index | None:
         if format_ != _FORMAT or stored_settings != settings:
             # Post URLs, dates and ids depend on the settings: start cold.
             return None
+        # The base holds its feeds and plan marshalled once more (see encode_base):
+        # a delta, when there is one, replaces both, and then they are not decoded.
         delta: dict[str, tuple[Any, ...] | None] = {}
         try:
             raw = (folder / _DELTA).read_bytes()
@@ -253,6 +255,8 @@ def read_index(folder: Path, settings: str) -> Index | None:
             # Another token means a newer base was written after this delta.
             if (d_format, d_settings, d_token) == (_FORMAT, settings, token):
                 delta, feeds, memo, read_at = dict(changes), d_feeds, d_memo, d_read_at
+        if isinstance(feeds, bytes):  # the base's own
+            feeds, memo = marshal.loads(feeds), marshal.loads(memo)
         newer = {}
         for source, values in delta.items():
             if values is None:
@@ -317,7 +321,19 @@ def encode_base(
         values = changes.get(source) or entry_to_tuple(entry)
         stats[source], posts[source] = values[:4], values[4:]
     blob = marshal.dumps(posts, _MARSHAL)
-    index = (_FORMAT, settings, token, read_at, stats, blob, feeds, memo)
+    # The feeds' fingerprints and the plan are marshalled apart: every warm build's
+    # delta holds them anew, and a site with archives has 1,500 fingerprints and
+    # each scope's whole history, which need not be decoded twice.
+    index = (
+        _FORMAT,
+        settings,
+        token,
+        read_at,
+        stats,
+        blob,
+        marshal.dumps(feeds, _MARSHAL),
+        marshal.dumps(memo, _MARSHAL),
+    )
     return token, marshal.dumps(index, _MARSHAL)
 
 

@@ -256,6 +256,7 @@ class OutputWriter:
         # folders, and resolving, stating and making a Path of each cost more than
         # the rest of a no-change build.
         self._folders: dict[str, tuple[str, dict[str, bool]]] = {}
+        self._links: dict[str, set[str]] = {}  # folder (relative) -> the links in it
 
     def claim(self, relative: str, owner: str) -> None:
         """Reserve ``relative`` for ``owner``; a claim by another owner on one path is an error.
@@ -292,29 +293,49 @@ class OutputWriter:
         return f"{path}/{name}"
 
     def _folder(self, folder: str) -> tuple[str, dict[str, bool]] | None:
-        """The checked path of ``folder`` and its files (name -> is a link); None if unsafe."""
+        """The checked path of ``folder`` and its files (name -> is a link); None if unsafe.
+
+        A folder whose parent lists it as a plain folder (not a link) is safe if
+        its parent is, so only the root and folders reached through a link are
+        resolved: resolving each of a site's 80 folders took 600 ``lstat`` calls.
+        """
         listing = self._folders.get(folder)
         if listing is not None:
             return listing
-        try:
-            path = (
-                safe_join(self.root, folder, resolved_root=self._resolved_root)
-                if folder
-                else self.root
-            )
-        except OutputError:
-            return None  # safe_join of the whole path then gives the error
+        path: str | None = None
+        if folder:
+            parent, _, name = folder.rpartition("/")
+            if name in ("", ".", "..") or "\x00" in name:
+                return None  # safe_join of the whole path gives the error
+            above = self._folder(parent)
+            if above is None:
+                return None
+            if name not in self._links.get(parent, ()):
+                path = f"{above[0]}/{name}"
+        if path is None:
+            try:
+                resolved = (
+                    safe_join(self.root, folder, resolved_root=self._resolved_root)
+                    if folder
+                    else self.root
+                )
+            except OutputError:
+                return None
+            path = resolved.as_posix()
         names: dict[str, bool] = {}
+        links: set[str] = set()
         try:
             with os.scandir(path) as entries:
                 for entry in entries:
                     if entry.is_symlink():
                         names[entry.name] = True
+                        links.add(entry.name)
                     elif entry.is_file():
                         names[entry.name] = False
         except OSError:
             pass  # not there yet: it holds nothing
-        self._folders[folder] = listing = (path.as_posix(), names)
+        self._links[folder] = links
+        self._folders[folder] = listing = (path, names)
         return listing
 
     def present(self, relative: str) -> bool:

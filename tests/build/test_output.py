@@ -30,6 +30,26 @@ def test_a_symlink_cannot_lead_a_write_outside(tmp_path: Path) -> None:
         safe_join(out, "link/atom.xml")
 
 
+def test_the_writer_refuses_a_folder_that_links_outside_however_deep(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (out / "categories").mkdir(parents=True)
+    elsewhere.mkdir()
+    (out / "categories" / "c").symlink_to(elsewhere)
+    writer = OutputWriter(out)
+    with pytest.raises(OutputError, match="resolves outside"):
+        writer.claim("categories/c/archive/atom/1.xml", "a page")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_writer_follows_a_folder_link_that_stays_inside(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "real").mkdir(parents=True)
+    (out / "categories").symlink_to(out / "real")
+    writer = OutputWriter(out)
+    writer.write_all([("categories/c/atom.xml", b"<feed/>", "the feed")])
+    assert (out / "real" / "c" / "atom.xml").read_bytes() == b"<feed/>"
+
+
 def test_atomic_write_leaves_a_complete_0644_file_and_no_temp_files(tmp_path: Path) -> None:
     target = tmp_path / "feeds" / "atom.xml"
     atomic_write(target, b"old")

@@ -28,6 +28,36 @@ def test_map_chunks_keeps_the_order_and_really_uses_other_processes() -> None:
     assert results[0][0] == os.getpid()  # the caller does one share itself
 
 
+@pytest.mark.parametrize("failing", [0, 1])  # the caller's own chunk, or the worker's
+def test_when_a_chunk_fails_the_others_results_are_discarded(tmp_path: Path, failing: int) -> None:
+    # Each item leaves a file, as a staged archive page does; a failing chunk
+    # removes its own, and discard must remove the other chunk's.
+    def make(items: Sequence[int]) -> list[str]:
+        made = []
+        for item in items:
+            path = tmp_path / f"{item}.tmp"
+            path.write_text("x")
+            made.append(str(path))
+        if items[0] == failing * 5:
+            for name in made:
+                os.unlink(name)
+            raise ValueError(f"chunk {failing} failed")
+        return made
+
+    discarded: list[str] = []
+
+    def discard(results: list[str]) -> None:
+        for name in results:
+            os.unlink(name)
+        discarded.extend(results)
+
+    with pytest.raises(ValueError, match=f"chunk {failing} failed"):
+        map_chunks(make, list(range(10)), 2, discard=discard)
+    assert list(tmp_path.iterdir()) == []
+    other = range(5, 10) if failing == 0 else range(5)
+    assert sorted(discarded) == sorted(str(tmp_path / f"{i}.tmp") for i in other)
+
+
 def _many_posts(site: Site, count: int = 420) -> None:
     # Enough posts, categories and feeds that parsing, rendering and making the
     # feed documents are each worth two processes.
@@ -67,3 +97,5 @@ def test_a_template_error_in_a_worker_is_the_same_one_line(site: Site) -> None:
         build(site.config(), use_cache=False, parallel=True)
     (line,) = str(raised.value).splitlines()
     assert line.startswith(f"{site.root / 'templates' / 'index.html.j2'}: line 1: ")
+    # Nothing is left in the output folder, not even a temporary file.
+    assert not [p for p in site.output.rglob("*") if p.is_file()]
