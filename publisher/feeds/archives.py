@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from json.encoder import encode_basestring
 from typing import Any, NamedTuple
 
 from publisher import __version__
@@ -148,6 +149,9 @@ class _Entry(NamedTuple):
     url: str
     published: datetime  # in the site's time zone
     updated: datetime
+    published_iso: str  # each written in two formats: made once
+    updated_iso: str
+    published_rfc822: str
     summary: str
     html: str  # "" unless feeds.archive_content is "full"
     author: str
@@ -167,6 +171,65 @@ def _text(value: str) -> str:
 
 def _attr(value: str) -> str:
     return '"' + _text(value).replace('"', "&quot;") + '"'
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _rfc822(moment: datetime) -> str:
+    """``email.utils.format_datetime(moment)``, in a third of its time (RSS's pubDate)."""
+    offset = moment.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        return format_datetime(moment)  # no zone, or one of seconds: as email.utils says
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return (
+        f"{_DAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]}"
+        f" {moment.year:04d} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+        f" {sign}{hours:02d}{minutes:02d}"
+    )
+
+
+def _json_item(e: _Entry) -> str:
+    """The entry as a JSON Feed item: what ``json.dumps(item, ensure_ascii=False)`` gives.
+
+    Written out by hand, strings escaped by json's own C encoder: building a
+    dict and dumping it took twice as long, and a site's archives hold every
+    post. The item's ``summary`` is left out when ``content_text`` (the same
+    text) carries it: JSON Feed makes it optional.
+    """
+    js = encode_basestring
+    parts = [f'{{"id": {js(e.id)}, "url": {js(e.url)}, "title": {js(e.title)}']
+    if e.html:
+        parts.append(f', "summary": {js(e.summary)}')
+    parts.append(f', "date_published": "{e.published_iso}", "date_modified": "{e.updated_iso}"')
+    if e.html:
+        parts.append(f', "content_html": {js(e.html)}')
+    else:
+        parts.append(f', "content_text": {js(e.summary)}')
+    if e.categories or e.tags:
+        tags = dict.fromkeys(e.categories + e.tags)
+        parts.append(', "tags": [' + ", ".join(map(js, tags)) + "]")
+    if e.author:
+        parts.append(f', "authors": [{{"name": {js(e.author)}}}]')
+    if e.image:
+        parts.append(f', "image": {js(e.image)}')
+    if e.enclosure is not None:
+        size = (
+            f', "size_in_bytes": {int(e.enclosure.length)}'
+            if e.enclosure.length is not None
+            else ""
+        )
+        parts.append(
+            f', "attachments": [{{"url": {js(e.enclosure.url)}, '
+            f'"mime_type": {js(e.enclosure.type)}{size}}}]'
+        )
+    if e.reading_time:
+        parts.append(f', "_publisher": {{"reading_time": {int(e.reading_time)}}}')
+    parts.append("}")
+    return "".join(parts)
 
 
 class ArchiveWriter:
@@ -215,12 +278,17 @@ class ArchiveWriter:
             summary, html = lead_summary(config, post, title), ""
             image = post_image(config, post, None, url)
             minutes = post.reading_time
+        published = post.date.astimezone(zone)
+        updated = post.modified.astimezone(zone)
         entry = _Entry(
             id=post.id,
             title=title,
             url=url,
-            published=post.date.astimezone(zone),
-            updated=post.modified.astimezone(zone),
+            published=published,
+            updated=updated,
+            published_iso=published.isoformat(),
+            updated_iso=published.isoformat() if updated == published else updated.isoformat(),
+            published_rfc822=_rfc822(published),
             summary=summary,
             html=html,
             author=post.author or config.site.author,
@@ -282,10 +350,10 @@ class ArchiveWriter:
             )
         return (
             f"  <entry>\n    <id>{_text(e.id)}</id>\n    <title>{_text(e.title)}</title>"
-            f"\n    <updated>{e.updated.isoformat()}</updated>{author}{content}"
+            f"\n    <updated>{e.updated_iso}</updated>{author}{content}"
             f'\n    <link href={_attr(e.url)} rel="alternate"/>{enclosure}'
             f"\n    <summary>{_text(e.summary)}</summary>{self._terms('atom', e)}"
-            f"\n    <published>{e.published.isoformat()}</published>{self._media(e, '')}"
+            f"\n    <published>{e.published_iso}</published>{self._media(e, '')}"
             "\n  </entry>"
         )
 
@@ -303,7 +371,7 @@ class ArchiveWriter:
             f"    <item>\n      <title>{_text(e.title)}</title>\n      <link>{_text(e.url)}</link>"
             f"\n      <description>{_text(e.summary)}</description>{content}"
             f'\n      <guid isPermaLink="false">{_text(e.id)}</guid>{enclosure}'
-            f"{self._terms('rss', e)}\n      <pubDate>{format_datetime(e.published)}</pubDate>"
+            f"{self._terms('rss', e)}\n      <pubDate>{e.published_rfc822}</pubDate>"
             f"{creator}{self._media(e, '  ')}\n    </item>"
         )
 
@@ -392,37 +460,9 @@ class ArchiveWriter:
     def _json_item(self, source: str, e: _Entry) -> bytes:
         key = (source, "json")
         text = self._made.get(key)
-        if text is not None:
-            return text
-        item: dict[str, Any] = {
-            "id": e.id,
-            "url": e.url,
-            "title": e.title,
-            "summary": e.summary,
-            "date_published": e.published.isoformat(),
-            "date_modified": e.updated.isoformat(),
-        }
-        if e.html:
-            item["content_html"] = e.html
-        else:
-            item["content_text"] = e.summary
-        if e.categories or e.tags:
-            item["tags"] = list(dict.fromkeys(e.categories + e.tags))
-        if e.author:
-            item["authors"] = [{"name": e.author}]
-        if e.image:
-            item["image"] = e.image
-        if e.enclosure is not None:
-            attachment: dict[str, Any] = {"url": e.enclosure.url, "mime_type": e.enclosure.type}
-            if e.enclosure.length is not None:
-                attachment["size_in_bytes"] = e.enclosure.length
-            item["attachments"] = [attachment]
-        if e.reading_time:
-            item["_publisher"] = {"reading_time": e.reading_time}
-        # One line per item: json's C encoder does not indent, and its Python one
-        # would cost most of a cold build's archive time.
-        text = ("    " + json.dumps(item, ensure_ascii=False)).encode("utf-8")
-        self._made[key] = text
+        if text is None:
+            text = ("    " + _json_item(e)).encode("utf-8")
+            self._made[key] = text
         return text
 
     def _json(self, page: Page, posts: Sequence[Post], entries: list[_Entry]) -> bytes:

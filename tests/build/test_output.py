@@ -141,3 +141,16 @@ def test_permalinks_expand_like_jekylls() -> None:
     assert url_join("https://example.com", path) == (
         "https://example.com/ai%E6%8A%80%E8%A1%93/news/2025/03/04/hello.html"
     )
+
+
+def test_url_join_percent_encodes_exactly_as_quote_does() -> None:
+    # url_join leaves plain paths alone and quotes the rest a segment at a time.
+    import random
+    from urllib.parse import quote
+
+    chars = "abcXYZ09/:@!$&'()*+,;=-._~% \"<>#?[]\\^`{|}技術é\u00a0\x7f\n"
+    rng = random.Random(5005)
+    for _ in range(20_000):
+        path = "".join(rng.choice(chars) for _ in range(rng.randint(0, 14)))
+        expected = "https://example.com" + quote(path, safe="/:@!$&'()*+,;=-._~%")
+        assert url_join("https://example.com/", path) == expected, path

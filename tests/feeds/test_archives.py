@@ -359,3 +359,53 @@ def test_bad_archive_settings_are_one_config_line(
 )
 def test_the_lead_is_the_first_plain_paragraph_as_text(body: str, lead: str) -> None:
     assert lead_text(body) == lead
+
+
+def test_json_archive_items_are_exactly_what_json_dumps_writes(site: Site) -> None:
+    # Items are written out by hand for speed: each must be json.dumps's own form.
+    site.write_config(feeds={"archive_page_size": 2, "formats": ["json"]})
+    site.post(
+        "2024-01-01-a.md",
+        'title: "Quotes \\" and \\\\ back\\tslash, 日本語 \\u2028 line"\n'
+        'categories: [C]\ntags: [t, C, "q\\"\\tx\\u2028y"]\nauthor: Ann\nimage: /img/a.png\n'
+        "enclosure: {url: /a.mp3, length: 12345, type: audio/mpeg}\nreading_time: 4",
+        "Body with <b>html</b> & ampersands.\n",
+    )
+    site.post(
+        "2024-01-02-b.md", "title: B\nenclosure: {url: /b.pdf, type: application/pdf}", "B.\n"
+    )
+    for i in range(3):
+        site.post(f"2024-01-1{i}-c{i}.md", f"title: C{i}\nexcerpt: 'Ex {i}'", "x\n")
+    assert site.run("build").returncode == 0
+    lines = [
+        line.strip().rstrip(",")
+        for page in sorted((site.output / "archive" / "json").glob("*.json"))
+        for line in page.read_text("utf-8").split("\n")  # not splitlines(): U+2028 stays raw
+        if line.startswith('    {"id"')
+    ]
+    assert len(lines) == 5  # two full pages and the open page
+    for line in lines:
+        assert line == json.dumps(json.loads(line), ensure_ascii=False)
+    first = json.loads(next(line for line in lines if '"Quotes' in line))
+    assert first["title"] == 'Quotes " and \\ back slash, 日本語 line'  # plain text
+    assert first["attachments"] == [
+        {"url": f"{SITE}/a.mp3", "mime_type": "audio/mpeg", "size_in_bytes": 12345}
+    ]
+    assert first["tags"] == ["C", "t", 'q"\tx\u2028y'] and first["_publisher"] == {
+        "reading_time": 4
+    }
+    assert first["image"] == f"{SITE}/img/a.png" and "summary" not in first
+
+
+@pytest.mark.parametrize("zone", ["Asia/Tokyo", "UTC", "America/St_Johns", "Asia/Kolkata"])
+def test_rss_dates_are_written_as_email_utils_writes_them(zone: str) -> None:
+    from datetime import datetime, timedelta
+    from email.utils import format_datetime
+    from zoneinfo import ZoneInfo
+
+    from publisher.feeds.archives import _rfc822
+
+    start = datetime(1850, 1, 1, tzinfo=ZoneInfo(zone))  # historical offsets of seconds too
+    for step in range(0, 200 * 365 * 24, 997):
+        moment = (start + timedelta(hours=step, seconds=step % 61)).astimezone(ZoneInfo(zone))
+        assert _rfc822(moment) == format_datetime(moment)
