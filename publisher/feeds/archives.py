@@ -251,13 +251,23 @@ class ArchiveWriter:
 
     def document(self, page: Page, fmt: str, posts: Sequence[Post]) -> bytes:
         """The bytes of ``page`` in ``fmt``; ``posts`` are its posts, newest first."""
-        entries = [self._entry(post) for post in posts]
+        texts = [self._item(post, fmt) for post in posts]
         if fmt == "json":
-            return self._json(page, posts, entries)
-        texts = [
-            self._text(post.source, entry, fmt) for post, entry in zip(posts, entries, strict=True)
-        ]
-        return self._xml(page, fmt, entries, texts)
+            return self._json(page, texts)
+        return self._xml(page, fmt, posts, texts)
+
+    def _item(self, post: Post, fmt: str) -> bytes:
+        """The post's entry (Atom), item (RSS) or item (JSON Feed), a line of its own, encoded."""
+        key = (post.source, fmt)
+        text = self._made.get(key)
+        if text is None:
+            entry = self._entry(post)
+            if fmt == "json":
+                made = "    " + _json_item(entry)
+            else:
+                made = (self._atom_entry(entry) if fmt == "atom" else self._rss_item(entry)) + "\n"
+            text = self._made[key] = made.encode("utf-8")
+        return text
 
     # --- what an entry says ----------------------------------------------------------------
 
@@ -300,16 +310,6 @@ class ArchiveWriter:
         )
         self._entries[post.source] = entry
         return entry
-
-    def _text(self, source: str, entry: _Entry, fmt: str) -> bytes:
-        """The post's entry (Atom) or item (RSS), a line of its own, encoded."""
-        key = (source, fmt)
-        text = self._made.get(key)
-        if text is None:
-            made = self._atom_entry(entry) if fmt == "atom" else self._rss_item(entry)
-            text = (made + "\n").encode("utf-8")
-            self._made[key] = text
-        return text
 
     # --- Atom and RSS ---------------------------------------------------------------------
 
@@ -387,12 +387,14 @@ class ArchiveWriter:
             f"\n{indent}    <media:thumbnail url={image}/>"
         )
 
-    def _header(self, page: Page, fmt: str, entries: Sequence[_Entry]) -> list[str]:
+    def _header(self, page: Page, fmt: str, posts: Sequence[Post]) -> list[str]:
         """What an XML page says about itself: titles, links, the archive mark."""
         config, scope, site = self.config, page.scope, self.config.site
-        updated = max((e.updated for e in entries), default=None)
-        if updated is None:  # an empty open page: as of the current feed
-            updated = feed_updated(config, scope)
+        newest = max((p.modified for p in posts), default=None)
+        # An empty open page is as of the current feed.
+        updated = (
+            feed_updated(config, scope) if newest is None else newest.astimezone(site.timezone)
+        )
         links = [("self", page.url(config, fmt))]
         links += [("hub", hub) for hub in config.feeds.websub_hubs]
         links += _page_links(config, page, fmt)
@@ -432,17 +434,24 @@ class ArchiveWriter:
         ]
         return lines
 
-    def _xml(self, page: Page, fmt: str, entries: list[_Entry], texts: list[bytes]) -> bytes:
+    def _xml(self, page: Page, fmt: str, posts: Sequence[Post], texts: list[bytes]) -> bytes:
+        # Without full content an entry's image is the front matter's, and there is
+        # no content: what the namespaces depend on is known without the entries.
+        if self.full:
+            entries = [self._entry(post) for post in posts]
+            html, image = any(e.html for e in entries), any(e.image for e in entries)
+        else:
+            html, image = False, any(post.image for post in posts)
         namespaces = []
         if fmt == "rss":
             namespaces.append('xmlns:dc="http://purl.org/dc/elements/1.1/"')
             namespaces.append('xmlns:atom="http://www.w3.org/2005/Atom"')
-            if any(e.html for e in entries):
+            if html:
                 namespaces.append('xmlns:content="http://purl.org/rss/1.0/modules/content/"')
         else:
             namespaces.append('xmlns="http://www.w3.org/2005/Atom"')
         namespaces.append(f'xmlns:fh="{ARCHIVE_NS}"')
-        if any(e.image for e in entries):
+        if image:
             namespaces.append(f'xmlns:media="{_MEDIA_NS}"')
         declared = " ".join(namespaces)
         lines = ["<?xml version='1.0' encoding='UTF-8'?>"]
@@ -450,22 +459,14 @@ class ArchiveWriter:
             lines.append(f"<feed {declared} xml:lang={_attr(self.config.site.language)}>")
         else:
             lines.append(f'<rss {declared} version="2.0">')
-        lines += self._header(page, fmt, entries)
+        lines += self._header(page, fmt, posts)
         head = ("\n".join(lines) + "\n").encode("utf-8")
         tail = b"</feed>\n" if fmt == "atom" else b"  </channel>\n</rss>\n"
         return head + b"".join(texts) + tail
 
     # --- JSON Feed ------------------------------------------------------------------------
 
-    def _json_item(self, source: str, e: _Entry) -> bytes:
-        key = (source, "json")
-        text = self._made.get(key)
-        if text is None:
-            text = ("    " + _json_item(e)).encode("utf-8")
-            self._made[key] = text
-        return text
-
-    def _json(self, page: Page, posts: Sequence[Post], entries: list[_Entry]) -> bytes:
+    def _json(self, page: Page, texts: list[bytes]) -> bytes:
         config = self.config
         document = json_feed_head(config, page.scope, page.url(config, "json"))
         # JSON Feed pages with next_url towards older items; the rest is RFC 5005's
@@ -478,8 +479,6 @@ class ArchiveWriter:
             archive["next_archive_url"] = links["next-archive"]
         document["_publisher"] = archive
         head = json.dumps(document, ensure_ascii=False, indent=2)
-        items = b",\n".join(
-            self._json_item(p.source, e) for p, e in zip(posts, entries, strict=True)
-        )
+        items = b",\n".join(texts)
         start = (head[:-2] + ',\n  "items": [').encode("utf-8")
         return start + (b"\n" + items + b"\n  ]\n}\n" if items else b"]\n}\n")
