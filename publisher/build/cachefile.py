@@ -177,6 +177,9 @@ def _scopes_to_tuple(scopes: tuple[ScopePlan, ...]) -> tuple[Any, ...]:
     """
     if not scopes:
         return ()
+    global _last_scopes
+    if _last_scopes[0] is scopes:
+        return _last_scopes[1]  # a warm build that kept the plan saves it unchanged
     first = scopes[0].history
     position = {source: i for i, source in enumerate(first)}
     encoded = []
@@ -185,7 +188,14 @@ def _scopes_to_tuple(scopes: tuple[ScopePlan, ...]) -> tuple[Any, ...]:
         if index > 0:
             history = tuple(position[source] for source in s.history)
         encoded.append((s.kind, s.name, s.folder, s.title, s.sources, history))
-    return tuple(encoded)
+    _last_scopes = (scopes, tuple(encoded))
+    return _last_scopes[1]
+
+
+# The last scopes encoded or decoded, with their encoding: a plan kept by a warm
+# build (the usual one) is saved again as it was read, and turning its histories
+# into positions took a few milliseconds of every such build.
+_last_scopes: tuple[tuple[ScopePlan, ...] | None, tuple[Any, ...]] = (None, ())
 
 
 def _scopes_from_tuple(values: tuple[Any, ...]) -> tuple[ScopePlan, ...]:
@@ -197,7 +207,10 @@ def _scopes_from_tuple(values: tuple[Any, ...]) -> tuple[ScopePlan, ...]:
         else:
             history = tuple(first[i] for i in history)
         scopes.append(ScopePlan(kind, name, folder, title, tuple(sources), tuple(history)))
-    return tuple(scopes)
+    global _last_scopes
+    decoded = tuple(scopes)
+    _last_scopes = (decoded, values)
+    return decoded
 
 
 def _memo_from_tuple(values: tuple[Any, ...]) -> Memo:

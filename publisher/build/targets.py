@@ -139,8 +139,9 @@ def plan_outputs(
         touched = _touched_pages(config, scope, edited) if recorded is not None else None
         for page in pages:
             owner = f"the {scope.kind} feed {scope.name!r}, archive page {page.number}"
+            paths = [page.path(fmt) for fmt in formats]
             known = (
-                [recorded.get(page.path(fmt), "") for fmt in formats]
+                [recorded.get(path, "") for path in paths]
                 if recorded is not None
                 and touched is not None
                 and page.sources  # an empty open page follows the current feed
@@ -151,8 +152,8 @@ def plan_outputs(
                 key = _page_key(feed_settings, page, digests)
                 known = [_fingerprint("page", fmt, key) for fmt in formats]
             outputs.extend(
-                Output(page.path(fmt), fingerprint, owner, scope, fmt, page)
-                for fmt, fingerprint in zip(formats, known, strict=True)
+                Output(path, fingerprint, owner, scope, fmt, page)
+                for path, fmt, fingerprint in zip(paths, formats, known, strict=True)
             )
     listing = [(s.kind, s.name, s.folder, s.title) for s in scopes]
     stamp = (config.site, config.feeds.formats, config.paths.output, listing)
