@@ -23,7 +23,8 @@ as the median:
 With ``--archive both`` (the default) every case also runs with RFC 5005 archive
 pages turned off (``feeds.archive: false``, in a second config file beside the
 site's, building into its own output folder and cache), the two variants taking
-turns run by run, and the summary gives each case's archives-on/off ratio.
+turns run by run, and the summary gives each case's archives-on/off ratio (the
+median of the ratios of runs taken one after the other).
 
 Peak memory is the child's own max RSS from ``os.wait4``, taken in a tiny wrapper
 interpreter (``getrusage(RUSAGE_CHILDREN)`` would be the maximum over all children so
@@ -341,13 +342,18 @@ def _print_summary(results: list[CaseResult]) -> None:
             f"cold/no-change = {cold.wall_s / same.wall_s:.1f}x"
         )
         if (n, "cold", "archives off") in variants and main != "archives off":
-            off = {case: variants[n, case, "archives off"].wall_s for case in ("cold", "warm")}
-            off["no-change"] = variants[n, "no-change", "archives off"].wall_s
-            ratios = ", ".join(
-                f"{case} {variants[n, case, main].wall_s / seconds:.2f}x"
-                for case, seconds in off.items()
-            )
-            print(f"N={n}: archives on / off (wall, same run): {ratios}")
+            # Run i of one variant ran right after run i of the other: the median of
+            # those pairs' ratios is steadier on a noisy machine than a ratio of medians.
+            ratios = []
+            for case in ("cold", "warm", "no-change"):
+                on, off = variants[n, case, main], variants[n, case, "archives off"]
+                pairs = [a.wall_s / b.wall_s for a, b in zip(on.runs, off.runs, strict=True)]
+                spread = f"{min(pairs):.2f}..{max(pairs):.2f}"
+                medians = on.wall_s / off.wall_s
+                ratios.append(
+                    f"{case} {statistics.median(pairs):.2f}x ({spread}; of medians {medians:.2f}x)"
+                )
+            print(f"N={n}: archives on / off (wall, median of paired runs): " + ", ".join(ratios))
     print()
     print(f"Targets at N={TARGET_N} ({main}):")
     if (TARGET_N, "cold") not in by:
