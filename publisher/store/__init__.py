@@ -15,8 +15,9 @@ The modules, each importing only modules listed before it:
 * :mod:`.send_path`: the ledger's status changes and the ``SendPath`` interface;
 * :mod:`.database`: engines, SQLite pragmas, transactions, error translation;
 * :mod:`.sqlalchemy_send` and :mod:`.sqlite_send`: the two send paths;
-* :mod:`.subscribers`, :mod:`.ledger`, :mod:`.runs`, :mod:`.suppressions`: the
-  operations, one mixin each, composed here into :class:`Store`.
+* :mod:`.subscribers`, :mod:`.ledger`, :mod:`.runs`, :mod:`.suppressions`,
+  :mod:`.claims` (several senders sharing a period): the operations, one mixin
+  each, composed here into :class:`Store`.
 
 Nothing here sends mail or reads a post: the store only keeps the records.
 """
@@ -24,6 +25,7 @@ Nothing here sends mail or reads a post: the store only keeps the records.
 from __future__ import annotations
 
 from publisher.store.addresses import clean_categories, email_problem, normalize_email
+from publisher.store.claims import ClaimOps, SenderRecord
 from publisher.store.ledger import LedgerOps
 from publisher.store.runs import RunOps
 from publisher.store.subscribers import SubscriberOps
@@ -48,6 +50,7 @@ __all__ = [
     "SUPPRESSED_STATUSES",
     "DigestRun",
     "LedgerRow",
+    "SenderRecord",
     "Store",
     "Subscriber",
     "Suppression",
@@ -57,7 +60,7 @@ __all__ = [
 ]
 
 
-class Store(SubscriberOps, LedgerOps, RunOps, SuppressionOps):
+class Store(SubscriberOps, LedgerOps, RunOps, SuppressionOps, ClaimOps):
     """The subscriber list, the send ledger and the digest runs of one site.
 
     Safe to share between threads; several processes may open the same

@@ -296,7 +296,14 @@ class LedgerOps(Database):
             result = conn.execute(
                 ledger_table.update()
                 .where(where)
-                .values(status="pending", error="retried by the operator", updated_at=now)
+                .values(
+                    status="pending",
+                    error="retried by the operator",
+                    updated_at=now,
+                    # Free for the next sender at once, whoever last held it.
+                    worker=None,
+                    lease_until=None,
+                )
             )
             count = int(result.rowcount)
             if count:

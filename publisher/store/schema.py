@@ -104,9 +104,18 @@ ledger_table = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime, nullable=True),
+    # Which sender process has taken the row to send, until when (see store.claims):
+    # several senders share a period's rows without sending any twice.
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("lease_until", UtcDateTime, nullable=True),
+    # The id an HTTP API provider gave the accepted message ("" for SMTP and the outbox).
+    sa.Column("provider_id", sa.String(255), nullable=True),
     sa.UniqueConstraint("digest", "subscriber_id", name="uq_send_ledger_digest_subscriber"),
     sa.Index("ix_send_ledger_digest_status", "digest", "status"),
 )
+
+#: Columns added to ``send_ledger`` after version 2, with their SQL type, for older databases.
+_LEDGER_ADDED = {"worker": "VARCHAR(128)", "lease_until": None, "provider_id": "VARCHAR(255)"}
 
 deliveries_table = sa.Table(
     "deliveries",
@@ -165,6 +174,31 @@ webhook_seen_table = sa.Table(
     metadata,
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("at", UtcDateTime, nullable=False),
+)
+
+# One row per sender process of a period: what ``digest status`` shows of each.
+workers_table = sa.Table(
+    "send_workers",
+    metadata,
+    sa.Column("worker", sa.String(128), primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False, index=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("last_seen", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime, nullable=True),
+    sa.Column("claimed", sa.Integer, nullable=False, default=0),
+    sa.Column("sent", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("uncertain", sa.Integer, nullable=False, default=0),
+)
+
+# The next free send slot of a period under smtp.rate_limit, shared by every sender.
+budget_table = sa.Table(
+    "send_budget",
+    metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("next_at", UtcDateTime, nullable=False),
 )
 
 runs_table = sa.Table(
@@ -257,12 +291,23 @@ def create_schema(conn: Connection, url: str) -> None:
             f" understands ({SCHEMA_VERSION}); upgrade publisher"
         )
     elif int(found) < SCHEMA_VERSION:
-        # Every change so far added tables, which create_all made above.
+        # Tables added since were made by create_all above; columns are added here.
+        _add_ledger_columns(conn)
         conn.execute(
             meta_table.update()
             .where(meta_table.c.key == "schema_version")
             .values(value=str(SCHEMA_VERSION))
         )
+
+
+def _add_ledger_columns(conn: Connection) -> None:
+    """Give an older database's ledger the columns version 3 added (all nullable)."""
+    have = {column["name"] for column in sa.inspect(conn).get_columns("send_ledger")}
+    # UtcDateTime keeps UTC without a zone, as sa.DateTime makes it on each database.
+    time_sql = "TIMESTAMP WITHOUT TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+    for name, sql in _LEDGER_ADDED.items():
+        if name not in have:
+            conn.exec_driver_sql(f"ALTER TABLE send_ledger ADD COLUMN {name} {sql or time_sql}")
 
 
 def schema_version(conn: Connection) -> int:

@@ -142,8 +142,12 @@ TO_PENDING = _move(
 RESOLVED_UNSENT = _move(
     ("sending",),
     "resolve",
-    "status = 'pending', error = 'resolved as not sent', updated_at = :now",
+    "status = 'pending', error = 'resolved as not sent', updated_at = :now,"
+    " worker = NULL, lease_until = NULL",
     status="pending",
     error="resolved as not sent",
     updated_at=_now(),
+    # Free for the next sender at once: its old sender's lease means nothing now.
+    worker=None,
+    lease_until=None,
 )

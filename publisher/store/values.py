@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 # 2: suppressions and soft bounces (tables of their own: an older database gets them)
-SCHEMA_VERSION = 2
+# 3: ledger rows carry a claim (worker, lease_until) and the provider's message id;
+#    send workers and the shared send budget (an older database's ledger is altered)
+SCHEMA_VERSION = 3
 #: A hard bounce or a complaint suppresses an address: it is sent nothing more.
 SUPPRESSED_STATUSES = ("bounced", "complained")
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", *SUPPRESSED_STATUSES)

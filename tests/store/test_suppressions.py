@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from publisher.errors import StoreError
-from publisher.store import Store
+from publisher.store import SCHEMA_VERSION, Store
 from tests.conftest import Site
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -86,7 +86,7 @@ def test_an_older_database_gets_the_new_tables_and_its_version(store_url: str) -
         conn.exec_driver_sql("UPDATE publisher_meta SET value = '1' WHERE key = 'schema_version'")
     engine.dispose()
     with Store(store_url) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == SCHEMA_VERSION
         store.suppress("old@example.net", "bounced", "550", now=T0)
         assert store.get_subscriber("old@example.net").status == "bounced"  # type: ignore[union-attr]
 
