@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from publisher.digest.period import Period
     from publisher.digest.preview import Preview
     from publisher.digest.report import SendReport
-    from publisher.store import Store
+    from publisher.store import SenderRecord, Store
 
 __all__ = ["digest"]
 
@@ -55,14 +55,23 @@ def _period(config: Config, store: Store, key: str | None, now: datetime) -> Per
 
 
 @contextmanager
-def _locked_store(config: Config, busy: str) -> Iterator[Store]:
+def _locked_store(config: Config, busy: str, *, shared: bool = False) -> Iterator[Store]:
     """The digest lock (held by a send elsewhere: one line saying ``busy``, exit 2), then
-    the store; every command that may change the ledger goes through it."""
+    the store; every command that may change the ledger goes through it.
+
+    With ``shared`` (a send) on a store where several senders may share a period
+    (PostgreSQL), no file lock is taken: the senders of one machine, like those of
+    several, share the period through the database's claims.
+    """
     from publisher.schedule.lock import DIGEST_LOCK, StateLock, lock_path
     from publisher.store import Store
 
-    with StateLock(lock_path(config, DIGEST_LOCK), busy), Store.open(config) as store:
-        yield store
+    with Store.open(config) as store:
+        if shared and store.shared_senders:
+            yield store
+            return
+        with StateLock(lock_path(config, DIGEST_LOCK), busy):
+            yield store
 
 
 @contextmanager
@@ -189,7 +198,7 @@ def send(
         raise click.UsageError("--as SUBSCRIBER goes with --to ADDRESS")
     config = state.config
     now = state.clock()
-    with _locked_store(config, "a digest is being sent") as store:
+    with _locked_store(config, "a digest is being sent", shared=True) as store:
         period = _period(config, store, key, now)
         run = store.get_run(period.key)
         if run is not None and run.status == "skipped" and not late_ok:
@@ -258,6 +267,29 @@ def _echo_bounces(key: str, counts: dict[str, int], sent: Callable[[], int]) -> 
             f"warning: digest {key}: complaint rate {rate:.2%} is above 0.3%:"
             " Gmail and Yahoo may refuse or spam-folder this sender's mail",
             err=True,
+        )
+
+
+def _echo_senders(
+    senders: list[SenderRecord], lease: timedelta, now: datetime, zone: tzinfo
+) -> None:
+    """One line per sender process of the period: what it claimed and did, when last seen.
+
+    A sender unseen for longer than its lease, and not finished, was most likely
+    killed: its unbegun rows are free for the others.
+    """
+    if len(senders) < 2 and not any(s.finished_at is None for s in senders):
+        return  # a single sender that finished: the counts above say it all
+    for s in senders:
+        if s.finished_at is not None:
+            state = f"finished {s.finished_at.astimezone(zone).isoformat()}"
+        elif now - s.last_seen > lease:
+            state = f"silent since {s.last_seen.astimezone(zone).isoformat()} (stopped?)"
+        else:
+            state = f"sending, last seen {s.last_seen.astimezone(zone).isoformat()}"
+        click.echo(
+            f"sender {s.worker}: claimed {s.claimed}, sent {s.sent}, failed {s.failed},"
+            f" uncertain {s.uncertain}; {state}"
         )
 
 
@@ -371,6 +403,7 @@ def status(state: State, key: str | None) -> None:
         run = store.get_run(key)
         rows = store.ledger(key)
         bounces = store.bounce_counts(key)
+        senders = store.senders(key)
     if run is None and not rows:
         click.echo(f"digest {key}: nothing recorded")
         return
@@ -386,6 +419,7 @@ def status(state: State, key: str | None) -> None:
         f"{names.get(s, s)} {sum(1 for r in rows if r.status == s)}" for s in LEDGER_STATUSES
     )
     click.echo(f"messages: {len(rows)} ({counts})")
+    _echo_senders(senders, config.digest.lease, state.clock(), zone)
     _echo_bounces(key, bounces, lambda: sum(1 for r in rows if r.status == "sent"))
     for row in rows:
         if row.status == "sending":

@@ -124,6 +124,8 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         unsubscribe_mailto=r.get("unsubscribe_mailto", "", checks.text),
         max_html_bytes=r.get("max_html_bytes", DigestConfig.max_html_bytes, checks.positive_int),
         bounce_address=r.get("bounce_address", "", checks.text),
+        claim_batch=r.get("claim_batch", DigestConfig.claim_batch, checks.positive_int),
+        lease=r.get("lease", DigestConfig.lease, checks.duration),
     )
     r.finish()
     bounce_problem = _bounce_problem(digest.bounce_address)

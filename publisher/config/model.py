@@ -104,6 +104,10 @@ class DigestConfig:
     # With an address, each digest's envelope sender is <local>+<row>-<sig>@<domain>
     # (VERP), so that a bounce names its ledger row.
     bounce_address: str = ""
+    # Senders sharing a period (PostgreSQL) take its rows this many at a time, each
+    # batch held under a lease that a sender killed mid-batch lets run out.
+    claim_batch: int = 100
+    lease: timedelta = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ every thread after the message it has in hand, which is recorded as usual.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Protocol
 
 from publisher.config import Config
 from publisher.digest.message import MessageBuilder
@@ -51,7 +52,7 @@ from publisher.mail.verp import return_path
 from publisher.site.posts import Post
 from publisher.store import LedgerRow, Store, Subscriber
 
-__all__ = ["Item", "deliver"]
+__all__ = ["Item", "WorkSource", "deliver"]
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,47 @@ class Item:
     message_id: str
 
 
+class WorkSource(Protocol):
+    """Where the sender threads take their messages from (see :mod:`.claimed`)."""
+
+    def take(self) -> Item | None:
+        """The next message, or None when there is none left; safe from every thread."""
+        ...
+
+    def note(self, outcome: str) -> None:
+        """One message's outcome, as :meth:`_Shared.record` counts it."""
+        ...
+
+
+class _ListWork:
+    """A list of items known in advance (a single sender, a dry run)."""
+
+    def __init__(self, items: Sequence[Item]) -> None:
+        self._items: Iterator[Item] = iter(items)
+        self._lock = threading.Lock()
+
+    def take(self) -> Item | None:
+        with self._lock:
+            return next(self._items, None)
+
+    def note(self, outcome: str) -> None:
+        return None
+
+
 class _Shared:
     """What the sender threads share: the work, the report, and whether to stop."""
 
     def __init__(
         self,
-        todo: list[Item],
+        work: WorkSource,
+        total: int,
         report: SendReport,
         threshold: int,
         on_progress: Callable[[int, int], None] | None,
+        stop: threading.Event,
     ) -> None:
-        self._items: Iterator[Item] = iter(todo)
-        self._total = len(todo)
+        self._work = work
+        self._total = total
         self._done = 0
         self._report = report
         self._threshold = threshold
@@ -83,17 +113,17 @@ class _Shared:
         self._on_progress = on_progress
         self._lock = threading.Lock()
         self._progress_lock = threading.Lock()
-        self.stop = threading.Event()
+        self.stop = stop
         self.error: BaseException | None = None  # the first exception a thread raised
 
     def take(self) -> Item | None:
         """The next message to send, or None when all are taken or the run stops."""
-        with self._lock:
-            return None if self.stop.is_set() else next(self._items, None)
+        return None if self.stop.is_set() else self._work.take()
 
     def record(self, outcome: str, problem: str = "", stopped: str = "") -> None:
         """Count one message's outcome ("sent", "skipped", "failed", "uncertain")."""
         report = self._report
+        self._work.note(outcome)
         with self._lock:
             setattr(report, outcome, getattr(report, outcome) + 1)
             # Only this run's failures count: uncertain rows left by an earlier run
@@ -111,6 +141,10 @@ class _Shared:
                 )
             if report.stopped:
                 self.stop.set()
+
+    @property
+    def total(self) -> int:
+        return self._total
 
     def progress(self) -> None:
         """Tell the caller one more message is done (and recorded)."""
@@ -142,8 +176,18 @@ def deliver(
     tick: Callable[[], datetime],
     dry_run: bool,
     on_progress: Callable[[int, int], None] | None,
+    *,
+    source: WorkSource | None = None,
+    total: int = 0,
+    stop: threading.Event | None = None,
 ) -> None:
-    """Render, then send or (dry run) only build, every message in ``todo``."""
+    """Render, then send or (dry run) only build, every message in ``todo``.
+
+    With ``source`` the messages come from there instead (the rows this sender
+    claims, when several share the period; ``total`` for the progress bar),
+    and ``stop`` is the event that stops both; ``rows`` then holds the rows the
+    period planned, which name every post its digests may show.
+    """
     key = period.key
     # Each post is prepared once per run, however many digests show it.
     needed = {post.id: post for item in todo for post in item.selection.posts}
@@ -157,7 +201,14 @@ def deliver(
         newest_first = sorted(shown.values(), key=lambda p: (p.date, p.id), reverse=True)
         write_web_copy(config, key, renderer.web_copy(group_posts(newest_first, ())))
 
-    shared = _Shared(todo, report, config.smtp.error_threshold, on_progress)
+    shared = _Shared(
+        source if source is not None else _ListWork(todo),
+        total if source is not None else len(todo),
+        report,
+        config.smtp.error_threshold,
+        on_progress,
+        stop or threading.Event(),
+    )
     bounce_address = config.digest.bounce_address
 
     def work() -> None:
@@ -207,7 +258,7 @@ def deliver(
         except BaseException as exc:
             shared.fail(exc)
 
-    count = 1 if dry_run else max(1, min(getattr(backend, "concurrency", 1), len(todo)))
+    count = 1 if dry_run else max(1, min(getattr(backend, "concurrency", 1), shared.total))
     helpers = [
         threading.Thread(target=helper, name=f"digest-sender-{i}", daemon=True)
         for i in range(1, count)

@@ -27,11 +27,14 @@ It never hands a message to the backend itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from datetime import UTC, datetime
 
 from publisher.build.reader import SiteReader
 from publisher.config import Config
+from publisher.digest.claimed import ClaimedWork, SharedBudget
 from publisher.digest.deliver import Item, deliver
 from publisher.digest.message import MessageBuilder
 from publisher.digest.period import Period, period_at
@@ -87,34 +90,38 @@ def send_digest(
     posts, _warnings, _stale, _parsed = SiteReader(config, build_cache=True).read(now)
     by_id = {post.id: post for post in posts.published}
     active = {s.id: s for s in store.list_subscribers("active")}
-    run = store.get_run(key)
-    if late_ok and run is not None and run.status == "skipped" and not dry_run:
-        run = store.reopen_run(key, now=now)
-    rows = {row.subscriber_id: row for row in store.ledger(key)}
+    # Senders sharing the period (PostgreSQL) wait here while one of them plans it,
+    # then find it planned; a dry run plans nothing and waits for no one.
+    planning = store.planning_lock(key) if not dry_run else nullcontext()
+    with planning:
+        run = store.get_run(key)
+        if late_ok and run is not None and run.status == "skipped" and not dry_run:
+            run = store.reopen_run(key, now=now)
+        rows = {row.subscriber_id: row for row in store.ledger(key)}
 
-    # Plan, unless a finished run of this period already did: asking twice for the
-    # same period must not send anyone a second digest.
-    planned: dict[int, Selection] = {}
-    if run is None or run.status == "running" or (late_ok and run.status == "skipped"):
-        if run is None and not dry_run:
-            store.start_run(key, due_at=period.due, now=now)
-        unplanned = [s for s in active.values() if s.id not in rows]
-        delivered = store.delivered_post_ids_by_subscriber(s.id for s in unplanned)
-        planned, report.skipped = plan_selections(
-            config, period, posts.published, unplanned, delivered.__getitem__
-        )
-        if planned and not dry_run:
-            for row in store.plan_sends(
-                key,
-                [
-                    (sid, sel.post_ids, make_message_id(config, key, sid))
-                    for sid, sel in planned.items()
-                ],
-                now=now,
-            ):
-                rows[row.subscriber_id] = row
-    else:
-        report.skipped = sum(1 for sid in active if sid not in rows)
+        # Plan, unless a finished run of this period already did: asking twice for the
+        # same period must not send anyone a second digest.
+        planned: dict[int, Selection] = {}
+        if run is None or run.status == "running" or (late_ok and run.status == "skipped"):
+            if run is None and not dry_run:
+                store.start_run(key, due_at=period.due, now=now)
+            unplanned = [s for s in active.values() if s.id not in rows]
+            delivered = store.delivered_post_ids_by_subscriber(s.id for s in unplanned)
+            planned, report.skipped = plan_selections(
+                config, period, posts.published, unplanned, delivered.__getitem__
+            )
+            if planned and not dry_run:
+                for row in store.plan_sends(
+                    key,
+                    [
+                        (sid, sel.post_ids, make_message_id(config, key, sid))
+                        for sid, sel in planned.items()
+                    ],
+                    now=now,
+                ):
+                    rows[row.subscriber_id] = row
+        else:
+            report.skipped = sum(1 for sid in active if sid not in rows)
 
     for row in rows.values():
         if row.status == "sending":
@@ -127,7 +134,46 @@ def send_digest(
         elif row.status in ("sent", "failed") and row.subscriber_id in active:
             report.skipped += 1
 
-    todo = _work(store, report, rows, active, by_id, planned, dry_run, tick)
+    def items(batch: Iterable[LedgerRow]) -> list[Item]:
+        return _items(store, report, batch, active, by_id, planned, dry_run, tick)
+
+    shared = store.shared_senders and not dry_run
+    pending = [row for row in rows.values() if row.status == "pending"]
+    if shared and pending:
+        # Rows are claimed a batch at a time, so other senders can share the period.
+        stop = threading.Event()
+        _share_rate_limit(config, store, backend, key)
+        work = ClaimedWork(
+            store,
+            key,
+            items,
+            batch=config.digest.claim_batch,
+            lease=config.digest.lease,
+            clock=_wall_clock,
+            stop=stop,
+        )
+        with work:
+            deliver(
+                config,
+                store,
+                backend,
+                builder,
+                report,
+                period,
+                [],
+                rows,
+                by_id,
+                secret,
+                tick,
+                dry_run,
+                on_progress,
+                source=work,
+                total=len(pending),
+                stop=stop,
+            )
+        todo: list[Item] = []
+    else:
+        todo = items(pending)
     if dry_run:
         todo += [
             Item(0, active[sid], sel, make_message_id(config, key, sid))
@@ -151,39 +197,56 @@ def send_digest(
         )
     # A run left "failed" (something was owed) is brought up to date even when this
     # call had nothing to send: a resolved uncertain message may have settled it.
-    if not dry_run and (run is None or run.status not in ("done", "skipped") or todo):
-        _finish(store, key, report, tick)
+    if not dry_run and (run is None or run.status not in ("done", "skipped") or todo or pending):
+        _finish(store, key, report, tick, shared=shared)
     return report
 
 
-def _work(
+def _wall_clock() -> datetime:
+    # Leases and send slots are about processes alive now and messages per real
+    # second: never the run's own clock, which --now may hold still.
+    return datetime.now(UTC)
+
+
+def _share_rate_limit(config: Config, store: Store, backend: Backend, key: str) -> None:
+    """Give the backend the period's shared schedule for ``smtp.rate_limit``, if it has one."""
+    rate = config.smtp.rate_limit
+    if rate > 0 and hasattr(backend, "limiter"):
+        # A signing wrapper passes attributes through to the backend it wraps.
+        target = getattr(backend, "inner", backend)
+        target.limiter = SharedBudget(store, key, rate, clock=_wall_clock)
+
+
+def _items(
     store: Store,
     report: SendReport,
-    rows: dict[int, LedgerRow],
+    rows: Iterable[LedgerRow],
     active: dict[int, Subscriber],
     by_id: dict[str, Post],
     planned: dict[int, Selection],
     dry_run: bool,
     tick: Callable[[], datetime],
 ) -> list[Item]:
-    """The pending rows that can still be sent; the others are closed as failed.
+    """The messages of pending ``rows`` that can still be sent; the others are closed as failed.
 
     A row planned by this call reuses the selection it was planned from.
     """
-    # A row planned earlier (resumed, or put back by digest retry) may carry posts that a
-    # later period's digest has delivered meanwhile: they are not sent twice.
+    rows = [row for row in rows if row.status == "pending"]
+    # A row planned earlier (resumed, put back by digest retry, or planned by another
+    # sender of the period) may carry posts that a later period's digest has delivered
+    # meanwhile: they are not sent twice.
     resumed = [
-        sid
-        for sid, row in rows.items()
-        if row.status == "pending"
-        and sid in active
-        and (sid not in planned or planned[sid].post_ids != row.post_ids)
+        row.subscriber_id
+        for row in rows
+        if row.subscriber_id in active
+        and (
+            row.subscriber_id not in planned or planned[row.subscriber_id].post_ids != row.post_ids
+        )
     ]
     delivered = store.delivered_post_ids_by_subscriber(resumed) if resumed else {}
     todo: list[Item] = []
-    for sid, row in rows.items():
-        if row.status != "pending":
-            continue
+    for row in rows:
+        sid = row.subscriber_id
         subscriber = active.get(sid)
         reason = ""
         if subscriber is None:
@@ -205,12 +268,17 @@ def _work(
     return todo
 
 
-def _finish(store: Store, key: str, report: SendReport, tick: Callable[[], datetime]) -> None:
-    """Record the period's totals, read from the ledger: what went out and what is owed."""
-    ledger = store.ledger(key)
-    count = {status: 0 for status in ("pending", "sending", "sent", "failed")}
-    for row in ledger:
-        count[row.status] += 1
+def _finish(
+    store: Store, key: str, report: SendReport, tick: Callable[[], datetime], *, shared: bool
+) -> None:
+    """Record the period's totals, read from the ledger: what went out and what is owed.
+
+    With senders sharing the period, one that finishes while another still holds
+    rows leaves the totals to the last: the period is still running.
+    """
+    count = store.ledger_counts(key)
+    if shared and count["pending"] and store.next_lease_end(key, now=_wall_clock()) is not None:
+        return  # (this sender's own rows were given back when it finished)
     owed = count["pending"] or count["sending"] or report.stopped
     store.finish_run(
         key,

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Protocol
 
 from publisher.config import SmtpConfig
 from publisher.errors import SendError, TemporarySendError
@@ -46,6 +47,14 @@ from publisher.mail.smtp_connection import Channel, Connector, Payload, Retry
 __all__ = ["SmtpBackend"]
 
 MAX_BACKOFF = 60.0
+
+
+class SlotLimiter(Protocol):
+    """Grants send slots from a schedule kept elsewhere (the store's, for shared senders)."""
+
+    def acquire(self, count: int = 1) -> None:
+        """Return once ``count`` more messages may go."""
+        ...
 
 
 class SmtpBackend:
@@ -100,6 +109,8 @@ class SmtpBackend:
         self._generation = 0  # bumped by close(): threads then start new channels
         self._lock = threading.Lock()
         self._next_slot: float | None = None
+        # Set by a sender that shares smtp.rate_limit with other processes.
+        self.limiter: SlotLimiter | None = None
         self.concurrency = settings.connections  # threads a sender may use at once
         self.where = self._connector.where
 
@@ -173,6 +184,10 @@ class SmtpBackend:
     def _throttle(self) -> None:
         rate = self.settings.rate_limit
         if rate <= 0:
+            return
+        if self.limiter is not None:
+            # Senders sharing a period keep one schedule for all of them.
+            self.limiter.acquire(1)
             return
         # One schedule for every thread: the limit is the backend's, not a connection's.
         with self._lock:
