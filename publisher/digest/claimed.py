@@ -171,9 +171,9 @@ class SharedBudget:
         self._slots: deque[datetime] = deque()
         self._lock = threading.Lock()
 
-    def acquire(self, count: int = 1) -> None:
-        """Return once ``count`` more messages may go, on the period's shared schedule."""
-        for _ in range(count):
+    def acquire(self, n: int = 1) -> None:
+        """Return once ``n`` more messages may go, on the period's shared schedule."""
+        for _ in range(n):
             with self._lock:
                 if not self._slots:
                     start = self.store.take_send_slots(

@@ -37,24 +37,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol
 
 from publisher.config import SmtpConfig
 from publisher.errors import SendError, TemporarySendError
 from publisher.mail.base import Message
+from publisher.mail.ratelimit import RateLimiter
 from publisher.mail.smtp_connection import Channel, Connector, Payload, Retry
 
 __all__ = ["SmtpBackend"]
 
 MAX_BACKOFF = 60.0
-
-
-class SlotLimiter(Protocol):
-    """Grants send slots from a schedule kept elsewhere (the store's, for shared senders)."""
-
-    def acquire(self, count: int = 1) -> None:
-        """Return once ``count`` more messages may go."""
-        ...
 
 
 class SmtpBackend:
@@ -110,7 +102,7 @@ class SmtpBackend:
         self._lock = threading.Lock()
         self._next_slot: float | None = None
         # Set by a sender that shares smtp.rate_limit with other processes.
-        self.limiter: SlotLimiter | None = None
+        self.limiter: RateLimiter | None = None
         self.concurrency = settings.connections  # threads a sender may use at once
         self.where = self._connector.where
 
