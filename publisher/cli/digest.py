@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -419,7 +419,8 @@ def status(state: State, key: str | None) -> None:
         f"{names.get(s, s)} {sum(1 for r in rows if r.status == s)}" for s in LEDGER_STATUSES
     )
     click.echo(f"messages: {len(rows)} ({counts})")
-    _echo_senders(senders, config.digest.lease, state.clock(), zone)
+    # Whether a sender went silent is a matter of real time, whatever --now says.
+    _echo_senders(senders, config.digest.lease, datetime.now(UTC), zone)
     _echo_bounces(key, bounces, lambda: sum(1 for r in rows if r.status == "sent"))
     for row in rows:
         if row.status == "sending":

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from publisher.build.reader import SiteReader
 from publisher.config import Config
 from publisher.digest.claimed import ClaimedWork, SharedBudget
-from publisher.digest.deliver import Item, deliver
+from publisher.digest.deliver import Item, WorkSource, deliver
 from publisher.digest.message import MessageBuilder
 from publisher.digest.period import Period, period_at
 from publisher.digest.plan import plan_selections, selection_for
@@ -45,9 +45,9 @@ from publisher.mail.base import Backend
 from publisher.mail.headers import make_message_id
 from publisher.mail.tokens import load_secret
 from publisher.site.posts import Post
-from publisher.store import LedgerRow, Store, Subscriber
+from publisher.store import DigestRun, LedgerRow, Store, Subscriber
 
-__all__ = ["send_digest"]
+__all__ = ["plan_period", "send_digest"]
 
 
 def send_digest(
@@ -90,38 +90,9 @@ def send_digest(
     posts, _warnings, _stale, _parsed = SiteReader(config, build_cache=True).read(now)
     by_id = {post.id: post for post in posts.published}
     active = {s.id: s for s in store.list_subscribers("active")}
-    # Senders sharing the period (PostgreSQL) wait here while one of them plans it,
-    # then find it planned; a dry run plans nothing and waits for no one.
-    planning = store.planning_lock(key) if not dry_run else nullcontext()
-    with planning:
-        run = store.get_run(key)
-        if late_ok and run is not None and run.status == "skipped" and not dry_run:
-            run = store.reopen_run(key, now=now)
-        rows = {row.subscriber_id: row for row in store.ledger(key)}
-
-        # Plan, unless a finished run of this period already did: asking twice for the
-        # same period must not send anyone a second digest.
-        planned: dict[int, Selection] = {}
-        if run is None or run.status == "running" or (late_ok and run.status == "skipped"):
-            if run is None and not dry_run:
-                store.start_run(key, due_at=period.due, now=now)
-            unplanned = [s for s in active.values() if s.id not in rows]
-            delivered = store.delivered_post_ids_by_subscriber(s.id for s in unplanned)
-            planned, report.skipped = plan_selections(
-                config, period, posts.published, unplanned, delivered.__getitem__
-            )
-            if planned and not dry_run:
-                for row in store.plan_sends(
-                    key,
-                    [
-                        (sid, sel.post_ids, make_message_id(config, key, sid))
-                        for sid, sel in planned.items()
-                    ],
-                    now=now,
-                ):
-                    rows[row.subscriber_id] = row
-        else:
-            report.skipped = sum(1 for sid in active if sid not in rows)
+    run, rows, planned, report.skipped = plan_period(
+        config, store, period, posts.published, active, now=now, dry_run=dry_run, late_ok=late_ok
+    )
 
     for row in rows.values():
         if row.status == "sending":
@@ -136,6 +107,31 @@ def send_digest(
 
     def items(batch: Iterable[LedgerRow]) -> list[Item]:
         return _items(store, report, batch, active, by_id, planned, dry_run, tick)
+
+    def send(
+        todo: list[Item],
+        source: WorkSource | None = None,
+        total: int = 0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        deliver(
+            config,
+            store,
+            backend,
+            builder,
+            report,
+            period,
+            todo,
+            rows,
+            by_id,
+            secret,
+            tick,
+            dry_run,
+            on_progress,
+            source=source,
+            total=total,
+            stop=stop,
+        )
 
     shared = store.shared_senders and not dry_run
     pending = [row for row in rows.values() if row.status == "pending"]
@@ -153,24 +149,7 @@ def send_digest(
             stop=stop,
         )
         with work:
-            deliver(
-                config,
-                store,
-                backend,
-                builder,
-                report,
-                period,
-                [],
-                rows,
-                by_id,
-                secret,
-                tick,
-                dry_run,
-                on_progress,
-                source=work,
-                total=len(pending),
-                stop=stop,
-            )
+            send([], source=work, total=len(pending), stop=stop)
         todo: list[Item] = []
     else:
         todo = items(pending)
@@ -180,26 +159,60 @@ def send_digest(
             for sid, sel in planned.items()
         ]
     if todo:
-        deliver(
-            config,
-            store,
-            backend,
-            builder,
-            report,
-            period,
-            todo,
-            rows,
-            by_id,
-            secret,
-            tick,
-            dry_run,
-            on_progress,
-        )
+        send(todo)
     # A run left "failed" (something was owed) is brought up to date even when this
     # call had nothing to send: a resolved uncertain message may have settled it.
     if not dry_run and (run is None or run.status not in ("done", "skipped") or todo or pending):
         _finish(store, key, report, tick, shared=shared)
     return report
+
+
+def plan_period(
+    config: Config,
+    store: Store,
+    period: Period,
+    published: list[Post],
+    active: dict[int, Subscriber],
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    late_ok: bool = False,
+) -> tuple[DigestRun | None, dict[int, LedgerRow], dict[int, Selection], int]:
+    """Plan ``period``'s ledger rows, unless a finished run already did; what it holds now.
+
+    Returns the run, every row of the period by subscriber, the selections this
+    call planned (to be reused as they are) and how many active subscribers have
+    nothing new. With ``dry_run`` nothing is recorded: the selections are only
+    worked out. Senders sharing the period (PostgreSQL) wait here while one of
+    them plans it, then find it planned; a dry run waits for no one.
+    """
+    key = period.key
+    planning = store.planning_lock(key) if not dry_run else nullcontext()
+    with planning:
+        run = store.get_run(key)
+        if late_ok and run is not None and run.status == "skipped" and not dry_run:
+            run = store.reopen_run(key, now=now)
+        rows = {row.subscriber_id: row for row in store.ledger(key)}
+        # Plan, unless a finished run of this period already did: asking twice for the
+        # same period must not send anyone a second digest.
+        planned: dict[int, Selection] = {}
+        if not (run is None or run.status == "running" or (late_ok and run.status == "skipped")):
+            return run, rows, planned, sum(1 for sid in active if sid not in rows)
+        if run is None and not dry_run:
+            store.start_run(key, due_at=period.due, now=now)
+        unplanned = [s for s in active.values() if s.id not in rows]
+        delivered = store.delivered_post_ids_by_subscriber(s.id for s in unplanned)
+        planned, nothing = plan_selections(
+            config, period, published, unplanned, delivered.__getitem__
+        )
+        if planned and not dry_run:
+            plans = [
+                (sid, sel.post_ids, make_message_id(config, key, sid))
+                for sid, sel in planned.items()
+            ]
+            for row in store.plan_sends(key, plans, now=now):
+                rows[row.subscriber_id] = row
+    return run, rows, planned, nothing
 
 
 def _wall_clock() -> datetime:

@@ -152,6 +152,16 @@ def test_four_senders_killed_at_random_still_send_each_digest_exactly_once(
                 _out, err = restart.communicate(timeout=300)
                 assert restart.returncode in (0, 1), err
 
+            if number == 0:
+                # Each sender has its line: what it claimed and sent (a restarted one
+                # that found nothing left to send has none); a killed one has gone silent.
+                shown = site.run("--now", now.isoformat(), "digest", "status").stdout
+                lines = [line for line in shown.splitlines() if line.startswith("sender ")]
+                assert SENDERS <= len(lines) <= SENDERS + len(killed), shown
+                silent = [line for line in lines if "(stopped?)" in line]
+                assert len(silent) == len(killed), shown
+                claimed = sum(int(re.search(r"claimed (\d+)", x).group(1)) for x in lines)  # type: ignore[union-attr]
+                assert claimed >= SUBSCRIBERS, shown
             got = sink.received[start:]
             ids = Counter(message_id for _, message_id in got)
             assert max(ids.values()) == 1, f"round {number}: a message arrived twice"
