@@ -107,39 +107,41 @@ class LedgerOps(Database):
         items: Sequence[tuple[int, Sequence[str], str]],
         now: datetime,
     ) -> None:
-        """Insert the rows of ``items`` that ``found`` (the period's rows) lacks, in bulk."""
-        values: dict[int, dict[str, Any]] = {}
+        """Insert the rows of ``items`` that ``found`` (the period's rows) lacks, in bulk.
+
+        A chunk at a time, values made just before they go in: the values of a
+        hundred thousand rows at once took a hundred megabytes.
+        """
+        missing: dict[int, tuple[Sequence[str], str]] = {}
         for sid, post_ids, message_id in items:
-            if sid in found or sid in values:
-                continue
-            values[sid] = {
-                "digest": digest,
-                "subscriber_id": sid,
-                "email": "",
-                "status": "pending",
-                "post_ids": [str(p) for p in post_ids],
-                "message_id": message_id,
-                "attempts": 0,
-                "error": "",
-                "created_at": now,
-                "updated_at": now,
-                "sent_at": None,
-            }
-        if not values:
-            return
-        ids = list(values)
-        emails: dict[int, str] = {}
+            if sid not in found:
+                missing.setdefault(sid, (post_ids, message_id))
+        ids = list(missing)
         for start in range(0, len(ids), _BULK):
             chunk = ids[start : start + _BULK]
             query = sa.select(subscribers_table.c.id, subscribers_table.c.email)
-            emails.update(conn.execute(query.where(subscribers_table.c.id.in_(chunk))).all())
-        for sid, row in values.items():
-            if sid not in emails:
-                raise StoreError(f"subscriber {sid}: not found")
-            row["email"] = emails[sid]
-        rows = list(values.values())
-        for start in range(0, len(rows), _BULK):
-            conn.execute(ledger_table.insert(), rows[start : start + _BULK])
+            emails = dict(conn.execute(query.where(subscribers_table.c.id.in_(chunk))).all())
+            values = []
+            for sid in chunk:
+                if sid not in emails:
+                    raise StoreError(f"subscriber {sid}: not found")
+                post_ids, message_id = missing[sid]
+                values.append(
+                    {
+                        "digest": digest,
+                        "subscriber_id": sid,
+                        "email": emails[sid],
+                        "status": "pending",
+                        "post_ids": [str(p) for p in post_ids],
+                        "message_id": message_id,
+                        "attempts": 0,
+                        "error": "",
+                        "created_at": now,
+                        "updated_at": now,
+                        "sent_at": None,
+                    }
+                )
+            conn.execute(ledger_table.insert(), values)
 
     def plan_send(
         self,
