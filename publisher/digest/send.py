@@ -205,6 +205,8 @@ def plan_period(
         planned, nothing = plan_selections(
             config, period, published, unplanned, delivered.__getitem__
         )
+        # A hundred thousand subscribers' histories: let them go before the rows come.
+        del delivered, unplanned
         if planned and not dry_run:
             plans = [
                 (sid, sel.post_ids, make_message_id(config, key, sid))

@@ -21,9 +21,8 @@ too. Never writes a subscriber or a run.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -103,11 +102,11 @@ class LedgerOps(Database):
         self,
         conn: Connection,
         digest: str,
-        found: dict[int, sa.Row[Any]],
+        found: Container[int],
         items: Sequence[tuple[int, Sequence[str], str]],
         now: datetime,
     ) -> None:
-        """Insert the rows of ``items`` that ``found`` (the period's rows) lacks, in bulk.
+        """Insert the rows of ``items`` whose subscribers ``found`` (the period's) lacks, in bulk.
 
         A chunk at a time, values made just before they go in: the values of a
         hundred thousand rows at once took a hundred megabytes.
@@ -175,11 +174,14 @@ class LedgerOps(Database):
                 with self._tx(write=True) as conn:
                     # The period's rows read whole, before and after: two queries
                     # however many subscribers, where 500 at a time took 800 for 100,000.
-                    found = {row.subscriber_id: row for row in conn.execute(period)}
+                    # Made values as they are read: a hundred thousand rows are not
+                    # held twice, as database rows and as values.
+                    found = {r.subscriber_id: as_ledger_row(r) for r in conn.execute(period)}
                     if any(sid not in found for sid, _, _ in items):
                         self._plan_missing(conn, digest, found, items, now)
-                        found = {row.subscriber_id: row for row in conn.execute(period)}
-                    return [as_ledger_row(found[sid]) for sid, _, _ in items]
+                        del found
+                        found = {r.subscriber_id: as_ledger_row(r) for r in conn.execute(period)}
+                return [found[sid] for sid, _, _ in items]
             except Conflict:
                 # Another process planned the same row between our read and insert
                 # (possible on PostgreSQL; SQLite's IMMEDIATE lock prevents it): the
