@@ -76,6 +76,7 @@ class ClaimedWork:
         self._wait = sleep or stop.wait
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
+        self.claimed: set[int] = set()  # the ids of every row this sender claimed
         self._counts = {"sent": 0, "failed": 0, "uncertain": 0}
         self._counts_lock = threading.Lock()
         self._beat_stop = threading.Event()
@@ -107,6 +108,7 @@ class ClaimedWork:
                     self.digest, self.worker, self._batch, now=self._clock(), lease=self._lease
                 )
                 if rows:
+                    self.claimed.update(row.id for row in rows)
                     self._queue.extend(self._make_items(rows))
                     continue
                 # Nothing free: done, unless other senders hold rows (if one was

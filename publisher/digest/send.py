@@ -28,6 +28,7 @@ It never hands a message to the backend itself.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from datetime import UTC, datetime
@@ -94,16 +95,22 @@ def send_digest(
         config, store, period, posts.published, active, now=now, dry_run=dry_run, late_ok=late_ok
     )
 
+    shared = store.shared_senders and not dry_run
+    pending = [row for row in rows.values() if row.status == "pending"]
+    claiming = shared and bool(pending)
+    # With senders sharing the period, a row another one is handing over right now
+    # is in flight, not uncertain: its rows are judged once their leases have ended
+    # (after this sender's own work, which waits for them too).
     for row in rows.values():
         if row.status == "sending":
-            report.uncertain += 1
-            report.problems.append(
-                f"{row.email}: uncertain: a previous run stopped after handing it over;"
-                f" check, then run: publisher digest resolve {row.email} --period {key}"
-                " --sent|--not-sent"
-            )
+            if not shared:
+                _uncertain(report, row, key)
         elif row.status in ("sent", "failed") and row.subscriber_id in active:
             report.skipped += 1
+    if shared and not claiming:
+        _wait_for_leases(store, key)
+        for row in store.ledger(key, "sending"):
+            _uncertain(report, row, key)
 
     def items(batch: Iterable[LedgerRow]) -> list[Item]:
         return _items(store, report, batch, active, by_id, planned, dry_run, tick)
@@ -133,9 +140,7 @@ def send_digest(
             stop=stop,
         )
 
-    shared = store.shared_senders and not dry_run
-    pending = [row for row in rows.values() if row.status == "pending"]
-    if shared and pending:
+    if claiming:
         # Rows are claimed a batch at a time, so other senders can share the period.
         stop = threading.Event()
         _share_rate_limit(config, store, backend, key)
@@ -150,6 +155,12 @@ def send_digest(
         )
         with work:
             send([], source=work, total=len(pending), stop=stop)
+        # Rows left sending by other senders, not in flight any more: uncertain. (This
+        # sender's own were counted as they happened.)
+        flying = store.in_flight(key, now=_wall_clock())
+        for row in store.ledger(key, "sending"):
+            if row.id not in work.claimed and row.id not in flying:
+                _uncertain(report, row, key)
         todo: list[Item] = []
     else:
         todo = items(pending)
@@ -215,6 +226,21 @@ def plan_period(
             for row in store.plan_sends(key, plans, now=now):
                 rows[row.subscriber_id] = row
     return run, rows, planned, nothing
+
+
+def _wait_for_leases(store: Store, key: str) -> None:
+    """Return once no other sender holds a row of ``key`` (a killed one's lease ends)."""
+    while (end := store.next_lease_end(key, now=_wall_clock())) is not None:
+        time.sleep(min(max((end - _wall_clock()).total_seconds(), 0.05), 1.0))
+
+
+def _uncertain(report: SendReport, row: LedgerRow, key: str) -> None:
+    report.uncertain += 1
+    report.problems.append(
+        f"{row.email}: uncertain: a previous run stopped after handing it over;"
+        f" check, then run: publisher digest resolve {row.email} --period {key}"
+        " --sent|--not-sent"
+    )
 
 
 def _wall_clock() -> datetime:
@@ -292,7 +318,8 @@ def _finish(
     rows leaves the totals to the last: the period is still running.
     """
     count = store.ledger_counts(key)
-    if shared and count["pending"] and store.next_lease_end(key, now=_wall_clock()) is not None:
+    held = count["pending"] or count["sending"]
+    if shared and held and store.next_lease_end(key, now=_wall_clock()) is not None:
         return  # (this sender's own rows were given back when it finished)
     owed = count["pending"] or count["sending"] or report.stopped
     store.finish_run(

@@ -119,12 +119,17 @@ class ClaimOps(Database):
         return [as_ledger_row(row) for row in rows]
 
     def renew_claims(self, digest: str, worker: str, *, now: datetime, lease: timedelta) -> int:
-        """Extend the lease of every row ``worker`` holds and has not sent yet; how many."""
+        """Extend the lease of every row ``worker`` holds and has not finished; how many.
+
+        Its ``sending`` rows too: while their lease holds they are in flight, not
+        uncertain (see :meth:`in_flight`).
+        """
         t = ledger_table
+        held = t.c.status.in_(("pending", "sending"))
         with self._tx(write=True) as conn:
             renewed = conn.execute(
                 t.update()
-                .where((t.c.digest == digest) & (t.c.worker == worker) & _PENDING)
+                .where((t.c.digest == digest) & (t.c.worker == worker) & held)
                 .values(lease_until=now + lease)
             ).rowcount
             conn.execute(
@@ -133,26 +138,49 @@ class ClaimOps(Database):
         return int(renewed)
 
     def release_claims(self, digest: str, worker: str) -> int:
-        """Give back the rows ``worker`` holds and has not sent (a stopped run): how many."""
+        """Give back the rows ``worker`` holds and has not sent (a stopped run): how many.
+
+        Its rows left ``sending`` lose their lease too: no longer in flight, uncertain.
+        """
         t = ledger_table
+        mine = (t.c.digest == digest) & (t.c.worker == worker)
         with self._tx(write=True) as conn:
             released = conn.execute(
-                t.update()
-                .where((t.c.digest == digest) & (t.c.worker == worker) & _PENDING)
-                .values(worker=None, lease_until=None)
+                t.update().where(mine & _PENDING).values(worker=None, lease_until=None)
             ).rowcount
+            conn.execute(
+                t.update().where(mine & (t.c.status == "sending")).values(lease_until=None)
+            )
         return int(released)
+
+    def in_flight(self, digest: str, *, now: datetime) -> set[int]:
+        """The ids of ``digest``'s ``sending`` rows whose sender still holds its lease.
+
+        Such a message is being handed over right now by a live sender; a
+        ``sending`` row without a live lease is uncertain.
+        """
+        t = ledger_table
+        query = sa.select(t.c.id).where(
+            (t.c.digest == digest) & (t.c.status == "sending") & (t.c.lease_until >= now)
+        )
+        with self._tx() as conn:
+            return set(conn.execute(query).scalars())
 
     def next_lease_end(
         self, digest: str, *, now: datetime, other_than: str | None = None
     ) -> datetime | None:
-        """When the soonest lease on a pending row of ``digest`` runs out; None if none holds.
+        """When the soonest lease on a pending or in-flight row runs out; None if none holds.
 
         ``other_than`` leaves out that sender's own rows (those it put back after a
         temporary failure, which it does not try again in the same run).
         """
         t = ledger_table
-        held = (t.c.digest == digest) & _PENDING & (t.c.lease_until >= now)
+        # A sending row with a live lease is in flight: its sender will finish it.
+        held = (
+            (t.c.digest == digest)
+            & t.c.status.in_(("pending", "sending"))
+            & (t.c.lease_until >= now)
+        )
         if other_than is not None:
             held = held & (t.c.worker != other_than)
         query = sa.select(sa.func.min(t.c.lease_until)).where(held)

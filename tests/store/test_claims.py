@@ -145,3 +145,20 @@ def test_the_planning_lock_admits_one_planner_at_a_time(store_url: str, digest: 
             assert sorted(order) == ["a in 1", "b in 1", "c in 1"]
         else:  # SQLite: the state folder's file lock admits one sender; nothing here
             assert len(order) == 3
+
+
+def test_a_row_being_sent_is_in_flight_while_its_sender_holds_the_lease(store_url: str) -> None:
+    with Store(store_url) as store:
+        _planned(store, 3)
+        rows = store.claim_rows("2026-W50", "a", 3, now=T0, lease=LEASE)
+        store.mark_sending(rows[0].id, now=T0)
+        assert store.in_flight("2026-W50", now=T0) == {rows[0].id}
+        # The heartbeat keeps it in flight; a sender that stops renewing loses it.
+        later = T0 + LEASE
+        assert store.renew_claims("2026-W50", "a", now=later, lease=LEASE) == 3
+        assert store.in_flight("2026-W50", now=later + LEASE / 2) == {rows[0].id}
+        assert store.in_flight("2026-W50", now=later + 2 * LEASE) == set()
+        # A sender that finishes with a row left sending leaves it uncertain at once.
+        store.release_claims("2026-W50", "a")
+        assert store.in_flight("2026-W50", now=later) == set()
+        assert store.next_lease_end("2026-W50", now=later) is None
