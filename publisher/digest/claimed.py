@@ -31,7 +31,7 @@ from publisher.digest.deliver import Item
 from publisher.errors import StoreError
 from publisher.store import LedgerRow, Store
 
-__all__ = ["ClaimedWork", "SharedBudget", "sender_name"]
+__all__ = ["ClaimedWork", "SharedBudget", "sender_name", "wait_for_leases"]
 
 #: Longest wait between two looks at a period whose rows other senders hold.
 _POLL = 1.0
@@ -40,6 +40,21 @@ _POLL = 1.0
 def sender_name() -> str:
     """A name for this sender process, unique across machines: host, pid, and a nonce."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pause(until: datetime, now: datetime) -> float:
+    """How long to wait for a lease that ends ``until``: not past it, nor past :data:`_POLL`."""
+    return min(max((until - now).total_seconds(), 0.05), _POLL)
+
+
+def wait_for_leases(store: Store, digest: str, *, clock: Callable[[], datetime]) -> None:
+    """Return once no sender holds a row of ``digest`` (a killed one's lease has ended).
+
+    For a sender with nothing to claim: the rows the others leave sending are
+    only then uncertain rather than in flight.
+    """
+    while (end := store.next_lease_end(digest, now=clock())) is not None:
+        time.sleep(_pause(end, clock()))
 
 
 class ClaimedWork:
@@ -62,18 +77,15 @@ class ClaimedWork:
         lease: timedelta,
         clock: Callable[[], datetime],
         stop: threading.Event,
-        worker: str | None = None,
-        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.store = store
         self.digest = digest
-        self.worker = worker or sender_name()
+        self.worker = sender_name()
         self._make_items = make_items
         self._batch = batch
         self._lease = lease
         self._clock = clock
         self._stop = stop
-        self._wait = sleep or stop.wait
         self._queue: deque[Item] = deque()
         self._lock = threading.Lock()
         self.claimed: set[int] = set()  # the ids of every row this sender claimed
@@ -118,8 +130,7 @@ class ClaimedWork:
                 )
                 if end is None:
                     return None
-                wait = (end - self._clock()).total_seconds()
-                self._wait(min(max(wait, 0.05), _POLL))
+                self._stop.wait(_pause(end, self._clock()))
             return None
 
     def note(self, outcome: str) -> None:
@@ -162,14 +173,12 @@ class SharedBudget:
         rate: float,
         *,
         clock: Callable[[], datetime],
-        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self.store = store
         self.digest = digest
         self._every = timedelta(seconds=1.0 / rate)
         self._chunk = max(1, int(rate / 2))
         self._clock = clock
-        self._sleep = sleep
         self._slots: deque[datetime] = deque()
         self._lock = threading.Lock()
 
@@ -185,4 +194,4 @@ class SharedBudget:
                 slot = self._slots.popleft()
             wait = (slot - self._clock()).total_seconds()
             if wait > 0:
-                self._sleep(wait)
+                time.sleep(wait)

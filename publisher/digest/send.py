@@ -28,14 +28,13 @@ It never hands a message to the backend itself.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from publisher.build.reader import SiteReader
 from publisher.config import Config
-from publisher.digest.claimed import ClaimedWork, SharedBudget
+from publisher.digest.claimed import ClaimedWork, SharedBudget, wait_for_leases
 from publisher.digest.deliver import Item, WorkSource, deliver
 from publisher.digest.message import MessageBuilder
 from publisher.digest.period import Period, period_at
@@ -97,20 +96,13 @@ def send_digest(
 
     shared = store.shared_senders and not dry_run
     pending = [row for row in rows.values() if row.status == "pending"]
-    claiming = shared and bool(pending)
-    # With senders sharing the period, a row another one is handing over right now
-    # is in flight, not uncertain: its rows are judged once their leases have ended
-    # (after this sender's own work, which waits for them too).
     for row in rows.values():
-        if row.status == "sending":
-            if not shared:
-                _uncertain(report, row, key)
+        # With senders sharing the period, a row another one is handing over right
+        # now is in flight, not uncertain: those are judged once this sender is done.
+        if row.status == "sending" and not shared:
+            _uncertain(report, row, key)
         elif row.status in ("sent", "failed") and row.subscriber_id in active:
             report.skipped += 1
-    if shared and not claiming:
-        _wait_for_leases(store, key)
-        for row in store.ledger(key, "sending"):
-            _uncertain(report, row, key)
 
     def items(batch: Iterable[LedgerRow]) -> list[Item]:
         return _items(store, report, batch, active, by_id, planned, dry_run, tick)
@@ -140,28 +132,33 @@ def send_digest(
             stop=stop,
         )
 
-    if claiming:
-        # Rows are claimed a batch at a time, so other senders can share the period.
-        stop = threading.Event()
-        _share_rate_limit(config, store, backend, key)
-        work = ClaimedWork(
-            store,
-            key,
-            items,
-            batch=config.digest.claim_batch,
-            lease=config.digest.lease,
-            clock=_wall_clock,
-            stop=stop,
-        )
-        with work:
-            send([], source=work, total=len(pending), stop=stop)
+    todo: list[Item] = []
+    if shared:
+        claimed: set[int] = set()
+        if pending:
+            # Rows are claimed a batch at a time, so other senders can share the period.
+            stop = threading.Event()
+            _share_rate_limit(config, store, backend, key)
+            work = ClaimedWork(
+                store,
+                key,
+                items,
+                batch=config.digest.claim_batch,
+                lease=config.digest.lease,
+                clock=_wall_clock,
+                stop=stop,
+            )
+            with work:  # it waits for the other senders' leases before it stops
+                send([], source=work, total=len(pending), stop=stop)
+            claimed = work.claimed
+        else:
+            wait_for_leases(store, key, clock=_wall_clock)
         # Rows left sending by other senders, not in flight any more: uncertain. (This
         # sender's own were counted as they happened.)
         flying = store.in_flight(key, now=_wall_clock())
         for row in store.ledger(key, "sending"):
-            if row.id not in work.claimed and row.id not in flying:
+            if row.id not in claimed and row.id not in flying:
                 _uncertain(report, row, key)
-        todo: list[Item] = []
     else:
         todo = items(pending)
     if dry_run:
@@ -228,12 +225,6 @@ def plan_period(
     return run, rows, planned, nothing
 
 
-def _wait_for_leases(store: Store, key: str) -> None:
-    """Return once no other sender holds a row of ``key`` (a killed one's lease ends)."""
-    while (end := store.next_lease_end(key, now=_wall_clock())) is not None:
-        time.sleep(min(max((end - _wall_clock()).total_seconds(), 0.05), 1.0))
-
-
 def _uncertain(report: SendReport, row: LedgerRow, key: str) -> None:
     report.uncertain += 1
     report.problems.append(
@@ -272,7 +263,7 @@ def _items(
 
     A row planned by this call reuses the selection it was planned from.
     """
-    rows = [row for row in rows if row.status == "pending"]
+    rows = list(rows)
     # A row planned earlier (resumed, put back by digest retry, or planned by another
     # sender of the period) may carry posts that a later period's digest has delivered
     # meanwhile: they are not sent twice.
