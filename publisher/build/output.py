@@ -369,8 +369,8 @@ class OutputWriter:
                 else:
                     staged.append(data)
         except BaseException:
-            discard_files(s.temp for s in staged if s.temp)
-            discard_files(d.temp for _, d, _ in files if isinstance(d, Staged) and d.temp)
+            given = [d for _, d, _ in files if isinstance(d, Staged)]
+            discard_files({s.temp for s in (*staged, *given) if s.temp})
             raise
         commit_files([(s.temp, self.target(s.relative)) for s in staged if s.temp])
         for item in staged:

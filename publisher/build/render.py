@@ -74,9 +74,7 @@ def render_outputs(
     made (in the workers, on a cold build), for the write step to rename.
     """
     full_archives = config.feeds.archive and config.feeds.archive_content == "full"
-    needed = {
-        p.id: p for o in todo if o.scope and o.page is None for p in _in_full(config, o.scope)
-    }
+    needed = {p.id: p for o in todo if o.scope and o.page is None for p in in_full(config, o.scope)}
     if full_archives:
         for output in todo:
             if output.page is not None:
@@ -87,7 +85,7 @@ def render_outputs(
     # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
     if not full_archives:
         cache.keep_bodies(
-            {_render_key(config, p) for scope in scopes for p in _in_full(config, scope)}
+            {_render_key(config, p) for scope in scopes for p in in_full(config, scope)}
         )
     elif every_post is not None:  # archive pages show every post
         cache.keep_bodies({_render_key(config, p) for p in every_post})
@@ -106,7 +104,7 @@ def _make_documents(
     parallel: bool,
     writer: OutputWriter | None,
 ) -> list[tuple[Output, bytes | Staged]]:
-    """Each output of ``todo`` with its bytes (or staged file), in ``todo``'s order.
+    """Each output of ``todo`` with its bytes (or staged file): current feeds first.
 
     The archive pages go to the workers grouped by format, because a post's
     entry is made once per format in each process: pages of one format split
@@ -123,8 +121,7 @@ def _make_documents(
     stage = writer.stage if writer is not None else None
     make = partial(_documents, config, scopes, rendered, lookup, stage)
     made = map_chunks(make, ordered, workers, weights=weights, discard=_discard)
-    by_output = {id(o): data for o, data in zip(ordered, made, strict=True)}
-    return [(o, by_output[id(o)]) for o in todo]
+    return list(zip(ordered, made, strict=True))
 
 
 _FORMAT_ORDER = {"json": 0, "atom": 1, "rss": 2}
@@ -133,11 +130,6 @@ _FORMAT_ORDER = {"json": 0, "atom": 1, "rss": 2}
 def _discard(documents: Sequence[bytes | Staged]) -> None:
     """Remove the temporary files of staged pages (a build that failed after making them)."""
     discard_files(d.temp for d in documents if isinstance(d, Staged) and d.temp)
-
-
-def _in_full(config: Config, scope: Scope) -> tuple[Post, ...]:
-    """The posts whose bodies ``scope``'s current feed shows (see :func:`in_full`)."""
-    return scope.posts[: in_full(config, scope)]
 
 
 def _render_key(config: Config, post: Post) -> tuple[str, str]:

@@ -147,9 +147,7 @@ class _Entry(NamedTuple):
     id: str
     title: str
     url: str
-    published: datetime  # in the site's time zone
-    updated: datetime
-    published_iso: str  # each written in two formats: made once
+    published_iso: str  # in the site's time zone; each written in two formats: made once
     updated_iso: str
     published_rfc822: str
     summary: str
@@ -290,14 +288,13 @@ class ArchiveWriter:
             minutes = post.reading_time
         published = post.date.astimezone(zone)
         updated = post.modified.astimezone(zone)
+        published_iso = published.isoformat()
         entry = _Entry(
             id=post.id,
             title=title,
             url=url,
-            published=published,
-            updated=updated,
-            published_iso=published.isoformat(),
-            updated_iso=published.isoformat() if updated == published else updated.isoformat(),
+            published_iso=published_iso,
+            updated_iso=published_iso if updated == published else updated.isoformat(),
             published_rfc822=_rfc822(published),
             summary=summary,
             html=html,

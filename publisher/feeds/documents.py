@@ -77,7 +77,7 @@ def _bodies(
     config: Config, scope: Scope, rendered: Mapping[str, Rendered]
 ) -> list[Rendered | None]:
     """Each current-feed post's rendered body, None for those shown in summary (see in_full)."""
-    full = in_full(config, scope)
+    full = len(in_full(config, scope))
     return [rendered[p.id] if i < full else None for i, p in enumerate(scope.posts)]
 
 

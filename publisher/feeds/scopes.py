@@ -54,8 +54,8 @@ def post_url(config: Config, post: Post) -> str:
     return url_join(config.site.url, post.permalink)
 
 
-def in_full(config: Config, scope: Scope) -> int:
-    """How many of the current feed's posts (the newest) it shows with their rendered bodies.
+def in_full(config: Config, scope: Scope) -> tuple[Post, ...]:
+    """The current feed's posts (the newest) that it shows with their rendered bodies.
 
     The newest ``feeds.max_items``, as with archives off. The older posts a
     current feed holds only to reach back to the newest full archive page are
@@ -65,8 +65,8 @@ def in_full(config: Config, scope: Scope) -> int:
     """
     feeds = config.feeds
     if not feeds.archive or feeds.archive_content == "full":
-        return len(scope.posts)
-    return min(len(scope.posts), feeds.max_items)
+        return scope.posts
+    return scope.posts[: feeds.max_items]
 
 
 def _group(
