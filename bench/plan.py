@@ -44,8 +44,10 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sqlalchemy as sa  # noqa: E402
+from build import WRAPPER  # noqa: E402  (times a child and reads its own peak RSS)
 
 from publisher.build.pipeline import load_site  # noqa: E402
 from publisher.config import load_config  # noqa: E402
@@ -97,17 +99,6 @@ with Store.open(config) as store:
     run, rows, planned, nothing = found
 print(json.dumps({"seconds": time.perf_counter() - start, "planned": len(planned),
                   "rows": len(rows), "nothing": nothing, "period": period.key}))
-"""
-
-WRAPPER = """\
-import os, sys, time
-out, argv = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
-pid = os.posix_spawn(argv[0], argv, os.environ)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - start
-with open(out, "w") as f:
-    f.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
 """
 
 
