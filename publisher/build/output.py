@@ -122,7 +122,7 @@ def commit_files(staged: Sequence[tuple[str, Path]]) -> None:
                 fds = [stack.enter_context(_opened(f)) for f in _by_device(staged)]
                 whole = _syncfs_each(fds)
         if not whole:
-            _each(_sync_file, [tmp for tmp, _ in staged])
+            _each(_sync, [tmp for tmp, _ in staged])
         for tmp, path in staged:
             os.replace(tmp, path)
             renamed += 1
@@ -135,7 +135,7 @@ def commit_files(staged: Sequence[tuple[str, Path]]) -> None:
             fds = [stack.enter_context(_opened(folder)) for folder in _by_device(staged)]
             _syncfs_each(fds)
     else:
-        _each(_sync_folder, sorted({path.parent for _, path in staged}))
+        _each(_sync, sorted({path.parent for _, path in staged}))
 
 
 def discard_files(temps: Iterable[str]) -> None:
@@ -196,21 +196,13 @@ def _opened(folder: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def _sync_file(path: str) -> None:
-    # fsync flushes the file's data whichever descriptor wrote it.
+def _sync(path: str | Path) -> None:
+    """fsync a file or a folder by name: it flushes the data whichever descriptor wrote it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _sync_folder(folder: Path) -> None:
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _each(func: Callable[[T], object], items: Sequence[T]) -> None:
