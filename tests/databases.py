@@ -104,14 +104,23 @@ class Backend:
     """An empty database for one test, and which send path a Store on it takes."""
 
     url: str
-    raw_sqlite: bool  # Store(raw_sqlite=...): False keeps a SQLite file on SQLAlchemy
+    raw_send: bool  # Store(raw_send=...): False keeps the ledger changes on SQLAlchemy
 
     def open(self) -> Store:
-        return Store(self.url, raw_sqlite=self.raw_sqlite)
+        return Store(self.url, raw_send=self.raw_send)
 
 
-# The parameters of ``ledger_backend``: the cases whose database another connection can open.
-LEDGER_BACKENDS = ("sqlite-raw", "sqlite-sqlalchemy", "postgresql")
+# The parameters of ``ledger_backend``: the cases whose database another connection can
+# open, each database through its driver's own send path and through SQLAlchemy's.
+LEDGER_BACKENDS = ("sqlite-raw", "sqlite-sqlalchemy", "postgresql", "postgresql-sqlalchemy")
+#: The send path each case takes (Store.send_path_name).
+SEND_PATHS = {
+    "sqlite-raw": "sqlite3",
+    "sqlite-sqlalchemy": "sqlalchemy",
+    "postgresql": "psycopg",
+    "postgresql-sqlalchemy": "sqlalchemy",
+    "sqlite-memory": "sqlalchemy",
+}
 
 
 def backend(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Backend:
@@ -120,17 +129,18 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> Backen
     An in-memory database (``sqlite://``) exists only inside the one Store that
     opened it, so it suits the tests that reach the database through that store alone.
     """
-    if name == "postgresql":
-        return Backend(str(request.getfixturevalue("postgres_url")), raw_sqlite=True)
+    if name in ("postgresql", "postgresql-sqlalchemy"):
+        url = str(request.getfixturevalue("postgres_url"))
+        return Backend(url, raw_send=name == "postgresql")
     if name == "sqlite-memory":
-        return Backend("sqlite://", raw_sqlite=True)
+        return Backend("sqlite://", raw_send=True)
     if name in ("sqlite-raw", "sqlite-sqlalchemy"):
-        return Backend(_sqlite_file_url(tmp_path), raw_sqlite=name == "sqlite-raw")
+        return Backend(_sqlite_file_url(tmp_path), raw_send=name == "sqlite-raw")
     raise ValueError(f"no such backend: {name!r}")
 
 
 @pytest.fixture(params=LEDGER_BACKENDS)
 def ledger_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """An empty database on each backend and send path: a SQLite file through the raw
-    sqlite3 path, the same through SQLAlchemy, then PostgreSQL if given."""
+    sqlite3 path, the same through SQLAlchemy, then PostgreSQL (if given) likewise."""
     return backend(request, tmp_path, str(request.param))

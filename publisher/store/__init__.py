@@ -67,11 +67,12 @@ class Store(SubscriberOps, LedgerOps, RunOps, SuppressionOps, ClaimOps):
     database, and each sees the others' commits.
     """
 
-    def __init__(self, url: str, *, raw_sqlite: bool = True) -> None:
+    def __init__(self, url: str, *, raw_send: bool = True) -> None:
         """Open the database at ``url``, creating its tables if they are missing.
 
-        ``raw_sqlite=False`` sends a SQLite file's ledger status changes through
-        SQLAlchemy like every other database's, instead of the faster raw-sqlite3
-        path (:attr:`raw_sqlite`): for tests that compare the two.
+        ``raw_send=False`` sends the ledger status changes of a SQLite file or a
+        PostgreSQL database through SQLAlchemy like every other database's, instead
+        of the faster path on the driver itself (:attr:`send_path_name`): for tests
+        that compare them.
         """
-        super().__init__(url, raw_sqlite=raw_sqlite)
+        super().__init__(url, raw_send=raw_send)

@@ -13,9 +13,10 @@ UNIQUE constraint, then walks ``pending -> sending -> sent``:
 
 :class:`LedgerOps` is that part of :class:`~publisher.store.Store`. It picks
 the :class:`~.send_path.SendPath` the status changes go through: raw sqlite3
-(:mod:`.sqlite_send`) for a SQLite file, else SQLAlchemy
-(:mod:`.sqlalchemy_send`); ``raw_sqlite=False`` keeps SQLAlchemy for a file
-too. Never writes a subscriber or a run.
+(:mod:`.sqlite_send`) for a SQLite file, psycopg itself (:mod:`.postgres_send`)
+for PostgreSQL through psycopg, else SQLAlchemy (:mod:`.sqlalchemy_send`);
+``raw_send=False`` keeps SQLAlchemy for those too. Never writes a subscriber or
+a run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from publisher.errors import StoreError
 from publisher.store.database import Conflict, Database, detail
+from publisher.store.postgres_send import PostgresSendPath
 from publisher.store.schema import (
     as_ledger_row,
     deliveries_table,
@@ -56,23 +58,28 @@ _BULK = 5000  # rows per bulk insert, and ids per IN (...) list when planning
 class LedgerOps(Database):
     """The planned messages of each digest and where their sending stands."""
 
-    def __init__(self, url: str, *, raw_sqlite: bool = True) -> None:
+    def __init__(self, url: str, *, raw_send: bool = True) -> None:
         super().__init__(url)
         self._portable = SqlAlchemySendPath(self._tx)
         # In-memory SQLite is one connection shared by everything (tests), and other
-        # databases have no raw path: both keep the portable one.
-        self._raw_wanted = raw_sqlite and self._sqlite_file
-        self._raw: SqliteSendPath | None = None  # opened on first use
+        # drivers have no raw path: both keep the portable one.
+        driver = "sqlalchemy"
+        if raw_send and self._sqlite_file:
+            driver = "sqlite3"
+        elif raw_send and self._engine.dialect.driver == "psycopg":
+            driver = "psycopg"
+        self._driver = driver
+        self._raw: SqliteSendPath | PostgresSendPath | None = None  # opened on first use
         self._raw_lock = threading.Lock()
 
     @property
-    def raw_sqlite(self) -> bool:
-        """Whether ledger status changes take the raw-sqlite3 path (:mod:`.sqlite_send`).
+    def send_path_name(self) -> str:
+        """Which path ledger status changes take: "sqlite3", "psycopg" or "sqlalchemy".
 
-        True for a SQLite file unless the store was opened with ``raw_sqlite=False``;
-        False for every other database.
+        The raw driver's for a SQLite file or PostgreSQL through psycopg, unless the
+        store was opened with ``raw_send=False``; SQLAlchemy for everything else.
         """
-        return self._raw_wanted
+        return self._driver
 
     def close(self) -> None:
         """Release every connection, the raw send path's too."""
@@ -85,13 +92,14 @@ class LedgerOps(Database):
 
     def _send_path(self) -> SendPath:
         """The path ledger status changes go through (see :attr:`raw_sqlite`)."""
-        if not self._raw_wanted:
+        if self._driver == "sqlalchemy":
             return self._portable
         with self._raw_lock:
             self._check_open()
             if self._raw is None:
+                path = SqliteSendPath if self._driver == "sqlite3" else PostgresSendPath
                 try:
-                    self._raw = SqliteSendPath(self._engine, self.url)
+                    self._raw = path(self._engine, self.url)
                 except sa.exc.SQLAlchemyError as exc:
                     raise StoreError(f"store {self.url}: {detail(exc)}") from exc
             return self._raw
@@ -256,9 +264,12 @@ class LedgerOps(Database):
         """
         self._send_path().move(TO_SENDING, row_id, now)
 
-    def mark_sent(self, row_id: int, *, now: datetime) -> None:
-        """The server accepted the message: mark it sent and its posts delivered, atomically."""
-        self._send_path().mark_sent(row_id, now)
+    def mark_sent(self, row_id: int, *, now: datetime, provider_id: str = "") -> None:
+        """The server accepted the message: mark it sent and its posts delivered, atomically.
+
+        ``provider_id``: the id an HTTP API provider gave the accepted message.
+        """
+        self._send_path().mark_sent(row_id, now, provider_id)
 
     def mark_failed(self, row_id: int, error: str, *, now: datetime) -> None:
         """A permanent failure for this recipient; the row is never retried."""

@@ -108,7 +108,7 @@ ledger_table = sa.Table(
     # several senders share a period's rows without sending any twice.
     sa.Column("worker", sa.String(128), nullable=True),
     sa.Column("lease_until", UtcDateTime, nullable=True),
-    # The id an HTTP API provider gave the accepted message ("" for SMTP and the outbox).
+    # The id an HTTP API provider gave the accepted message (NULL for SMTP and the outbox).
     sa.Column("provider_id", sa.String(255), nullable=True),
     sa.UniqueConstraint("digest", "subscriber_id", name="uq_send_ledger_digest_subscriber"),
     sa.Index("ix_send_ledger_digest_status", "digest", "status"),
@@ -248,6 +248,7 @@ def as_ledger_row(row: sa.Row[Any]) -> LedgerRow:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         sent_at=m["sent_at"],
+        provider_id=m.get("provider_id") or "",
     )
 
 

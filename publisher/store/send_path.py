@@ -4,12 +4,13 @@ A send run changes one row's status once or twice per message
 (``pending -> sending -> sent``, or on to ``failed``/back to ``pending``).
 Each change is a :class:`Move`: which statuses it starts from and what it
 writes, as a prebuilt SQLAlchemy statement and as the same SQL for sqlite3.
-:class:`SendPath` is what applies moves; it has two implementations behind
+:class:`SendPath` is what applies moves; it has three implementations behind
 this one interface, chosen by the store and run by the same tests:
 
-* :mod:`.sqlalchemy_send`, the portable path (PostgreSQL, in-memory SQLite);
+* :mod:`.sqlalchemy_send`, the portable path (any database, in-memory SQLite);
 * :mod:`.sqlite_send`, raw sqlite3 for a SQLite file, for speed: it skips
-  SQLAlchemy's per-commit overhead, which costs more than SQLite's own work.
+  SQLAlchemy's per-commit overhead, which costs more than SQLite's own work;
+* :mod:`.postgres_send`, psycopg itself for PostgreSQL: one round trip a change.
 
 Defines statements only: never connects or executes anything.
 """
@@ -52,6 +53,7 @@ class Move:
     action: str  # for the error message: "cannot <action> a message that is <status>"
     returns_row: bool  # the statement returns (subscriber_id, post_ids, digest) of the row
     takes_error: bool  # the statement sets the error column from :error
+    takes_provider_id: bool = False  # ... and the provider_id column from :provider_id
 
 
 class SendPath(Protocol):
@@ -61,8 +63,11 @@ class SendPath(Protocol):
         """Apply ``move`` to one row; StoreError (see :func:`refused`) if its status forbids."""
         ...
 
-    def mark_sent(self, row_id: int, now: datetime) -> None:
-        """``sending -> sent`` and the row's posts recorded as delivered, atomically."""
+    def mark_sent(self, row_id: int, now: datetime, provider_id: str = "") -> None:
+        """``sending -> sent`` and the row's posts recorded as delivered, atomically.
+
+        ``provider_id``: the id an HTTP API gave the message ("" stores NULL).
+        """
         ...
 
     def close(self) -> None:
@@ -93,11 +98,12 @@ def _move(
     # An extra parameter named after a column would become one more SET clause,
     # so :error is passed only to the statements that set it.
     takes_error = isinstance(values.get("error"), sa.BindParameter)
+    takes_provider_id = isinstance(values.get("provider_id"), sa.BindParameter)
     statuses = ", ".join(f"'{status}'" for status in allowed)
     raw = f"UPDATE send_ledger SET {sql} WHERE id = :row_id AND status IN ({statuses})"
     if returning:
         raw += " RETURNING subscriber_id, post_ids, digest"
-    return Move(statement, raw, allowed, action, returning, takes_error)
+    return Move(statement, raw, allowed, action, returning, takes_error, takes_provider_id)
 
 
 def _now() -> sa.BindParameter[datetime]:
@@ -116,10 +122,11 @@ _sent_at = _now()
 TO_SENT = _move(
     ("sending",),
     "mark as sent",
-    "status = 'sent', error = '', sent_at = :now, updated_at = :now",
+    "status = 'sent', error = '', sent_at = :now, updated_at = :now, provider_id = :provider_id",
     returning=True,
     status="sent",
     error="",
+    provider_id=sa.bindparam("provider_id"),
     sent_at=_sent_at,
     updated_at=_sent_at,
 )

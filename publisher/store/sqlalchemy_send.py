@@ -50,7 +50,12 @@ _ADD_DELIVERIES_ELSEWHERE = deliveries_table.insert()
 
 
 def transition(
-    conn: Connection, move: Move, row_id: int, now: datetime, error: str = ""
+    conn: Connection,
+    move: Move,
+    row_id: int,
+    now: datetime,
+    error: str = "",
+    provider_id: str = "",
 ) -> sa.Row[Any] | None:
     """Move a row on, only from an allowed status: the check and the write are one step.
 
@@ -60,6 +65,8 @@ def transition(
     params: dict[str, Any] = {"row_id": row_id, "now": now}
     if move.takes_error:
         params["error"] = error
+    if move.takes_provider_id:
+        params["provider_id"] = provider_id or None
     result = conn.execute(move.statement, params)
     if move.returns_row:
         moved = result.first()
@@ -70,12 +77,12 @@ def transition(
     raise refused(move, row_id, conn.execute(_ROW_STATUS, {"row_id": row_id}).scalar())
 
 
-def deliver(conn: Connection, row_id: int, now: datetime) -> None:
+def deliver(conn: Connection, row_id: int, now: datetime, provider_id: str = "") -> None:
     """``sending -> sent`` and the row's posts recorded as delivered, in ``conn``'s transaction.
 
     A post delivered before keeps the digest and time it first went out with.
     """
-    row = transition(conn, TO_SENT, row_id, now)
+    row = transition(conn, TO_SENT, row_id, now, provider_id=provider_id)
     assert row is not None  # TO_SENT returns the row it moved
     post_ids = list(dict.fromkeys(row.post_ids))
     if not post_ids:
@@ -112,9 +119,9 @@ class SqlAlchemySendPath:
         with self._tx(True) as conn:
             transition(conn, move, row_id, now, error)
 
-    def mark_sent(self, row_id: int, now: datetime) -> None:
+    def mark_sent(self, row_id: int, now: datetime, provider_id: str = "") -> None:
         with self._tx(True) as conn:
-            deliver(conn, row_id, now)
+            deliver(conn, row_id, now, provider_id)
 
     def close(self) -> None:
         """Nothing of its own to release: the connections are the store's."""

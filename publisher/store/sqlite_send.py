@@ -79,11 +79,19 @@ class SqliteSendPath:
                     db.rollback()
 
     def _apply(
-        self, db: sqlite3.Connection, move: Move, row_id: int, now: Any, error: str
+        self,
+        db: sqlite3.Connection,
+        move: Move,
+        row_id: int,
+        now: Any,
+        error: str,
+        provider_id: str = "",
     ) -> tuple[Any, ...] | None:
         params: dict[str, Any] = {"row_id": row_id, "now": now}
         if move.takes_error:
             params["error"] = error
+        if move.takes_provider_id:
+            params["provider_id"] = provider_id or None
         cursor = db.execute(move.sql, params)
         if move.returns_row:
             rows = cursor.fetchall()
@@ -106,12 +114,12 @@ class SqliteSendPath:
         stamp = self._stamp(now)
         self._transaction(lambda db: self._apply(db, move, row_id, stamp, error))
 
-    def mark_sent(self, row_id: int, now: datetime) -> None:
+    def mark_sent(self, row_id: int, now: datetime, provider_id: str = "") -> None:
         """``sending -> sent`` and the row's posts delivered, in one transaction."""
         stamp = self._stamp(now)
 
         def work(db: sqlite3.Connection) -> None:
-            moved = self._apply(db, TO_SENT, row_id, stamp, "")
+            moved = self._apply(db, TO_SENT, row_id, stamp, "", provider_id)
             assert moved is not None  # TO_SENT returns the row it moved
             subscriber_id, post_ids, digest = moved
             posts = dict.fromkeys(str(p) for p in self._json(post_ids))

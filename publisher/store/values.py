@@ -77,6 +77,7 @@ class LedgerRow:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    provider_id: str = ""  # the id an HTTP API provider gave the accepted message
 
 
 @dataclass(frozen=True)

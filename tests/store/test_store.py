@@ -32,7 +32,7 @@ from publisher.store import (
     normalize_email,
 )
 from tests.conftest import REPO, Site
-from tests.databases import LEDGER_BACKENDS, Backend, backend
+from tests.databases import LEDGER_BACKENDS, SEND_PATHS, Backend, backend
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -55,8 +55,8 @@ def store(store_url: str) -> Iterator[Store]:
 @pytest.fixture(params=[*LEDGER_BACKENDS, "sqlite-memory"])
 def ledger_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A SQLite file through its raw sqlite3 send path, the same file through SQLAlchemy,
-    PostgreSQL, or an in-memory SQLite database (SQLAlchemy): the ledger must behave
-    the same on all four."""
+    PostgreSQL through psycopg's own path and through SQLAlchemy, or an in-memory SQLite
+    database (SQLAlchemy): the ledger must behave the same on all five."""
     with backend(request, tmp_path, str(request.param)).open() as opened:
         yield opened
 
@@ -336,6 +336,23 @@ REFUSE_DELIVERIES = {
 }
 
 
+def test_the_providers_message_id_is_kept_with_the_sent_row(ledger_store: Store) -> None:
+    store = ledger_store
+    ann = store.add_subscriber("ann@example.com", now=T0)
+    bob = store.add_subscriber("bob@example.com", now=T0)
+    a = store.plan_send("2026-W49", ann.id, ["p1"], "<m1@x>", now=T0)
+    b = store.plan_send("2026-W49", bob.id, ["p1"], "<m2@x>", now=T0)
+    for row in (a, b):
+        store.mark_sending(row.id, now=T1)
+    store.mark_sent(a.id, now=T1, provider_id="b7bc2f4a-e38e-4336-af7d-e6c392c2f817")
+    store.mark_sent(b.id, now=T1)  # SMTP: no id of the provider's
+    got = {row.email: row.provider_id for row in store.ledger("2026-W49", "sent")}
+    assert got == {
+        "ann@example.com": "b7bc2f4a-e38e-4336-af7d-e6c392c2f817",
+        "bob@example.com": "",
+    }
+
+
 def test_mark_sent_is_atomic_with_the_delivered_posts(
     backend_store: Store, ledger_backend: Backend
 ) -> None:
@@ -443,7 +460,7 @@ def test_each_case_takes_the_send_path_it_names(
 ) -> None:
     # Without this, a case named sqlite-raw could quietly test SQLAlchemy twice.
     case = request.node.callspec.params["ledger_store"]
-    assert ledger_store.raw_sqlite is (case == "sqlite-raw")
+    assert ledger_store.send_path_name == SEND_PATHS[case]
 
 
 def test_a_naive_time_is_refused_on_every_send_path(ledger_store: Store) -> None:
@@ -527,7 +544,7 @@ CLAIMER = textwrap.dedent(
 
     now = datetime(2026, 11, 30, tzinfo=UTC)
     claimed = []
-    with Store(sys.argv[1], raw_sqlite=sys.argv[2] == "raw") as store:
+    with Store(sys.argv[1], raw_send=sys.argv[2] == "raw") as store:
         sys.stdout.write("ready\\n"); sys.stdout.flush()
         sys.stdin.readline()  # start together
         for row in store.ledger("2026-W49"):
@@ -546,7 +563,7 @@ def test_two_processes_never_claim_the_same_row(
     ledger_backend: Backend, backend_store: Store
 ) -> None:
     store, store_url = backend_store, ledger_backend.url
-    path = "raw" if ledger_backend.raw_sqlite else "sqlalchemy"
+    path = "raw" if ledger_backend.raw_send else "sqlalchemy"
     subs = [store.add_subscriber(f"s{i}@example.com", now=T0) for i in range(60)]
     store.plan_sends("2026-W49", [(s.id, ["p1"], f"<{s.id}@x>") for s in subs], now=T0)
     procs = [
