@@ -86,6 +86,23 @@ def test_smtp_connections_is_a_positive_count(tmp_path: Path) -> None:
     assert caught.value.problems == ["smtp.connections: must be a positive integer, got 0"]
 
 
+def test_the_postmark_section_has_defaults_and_checks_its_limits(tmp_path: Path) -> None:
+    config = parse_config({**MINIMAL, "digest": {"backend": "postmark"}}, tmp_path)
+    assert config.digest.backend == "postmark"
+    assert config.postmark.token_env == "PUBLISHER_POSTMARK_TOKEN"
+    assert config.postmark.url == "https://api.postmarkapp.com"
+    assert (config.postmark.batch_size, config.postmark.message_stream) == (500, "broadcast")
+    raw = {"batch_size": 501, "url": "api.postmarkapp.com", "rate_limit": -1, "tokens": "x"}
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "postmark": raw}, tmp_path)
+    assert caught.value.problems == [
+        "postmark.url: must be an absolute http(s) URL, got 'api.postmarkapp.com'",
+        "postmark.batch_size: must be 1 to 500 (the most Postmark takes in one request), got 501",
+        "postmark.rate_limit: must be a number >= 0, got -1",
+        "postmark.tokens: unknown key",
+    ]
+
+
 def test_every_independent_problem_is_reported_in_one_run(tmp_path: Path) -> None:
     raw = {
         "site": {"title": "T", "url": "example.com", "timezone": "Mars/Olympus"},

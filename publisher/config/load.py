@@ -31,6 +31,7 @@ from publisher.config.model import (
     DkimConfig,
     FeedsConfig,
     PathsConfig,
+    PostmarkConfig,
     ServerConfig,
     SiteConfig,
     SmtpConfig,
@@ -119,7 +120,7 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         subject=r.get("subject", DigestConfig.subject, checks.text),
         sender=r.get("from", site.email, checks.text),
         reply_to=r.get("reply_to", "", checks.text),
-        backend=r.get("backend", "outbox", checks.choice("outbox", "smtp")),
+        backend=r.get("backend", "outbox", checks.choice("outbox", "smtp", "postmark")),
         list_id=r.get("list_id", "", checks.text),
         unsubscribe_mailto=r.get("unsubscribe_mailto", "", checks.text),
         max_html_bytes=r.get("max_html_bytes", DigestConfig.max_html_bytes, checks.positive_int),
@@ -148,6 +149,18 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
     r.finish()
 
     dkim = _dkim(checks.Reader(top.get("dkim", {}, lambda v: v), "dkim", problems), root, problems)
+
+    r = checks.Reader(top.get("postmark", {}, lambda v: v), "postmark", problems)
+    postmark = PostmarkConfig(
+        token_env=r.get("token_env", PostmarkConfig.token_env, checks.env_name),
+        url=r.get("url", PostmarkConfig.url, checks.url),
+        message_stream=r.get("message_stream", PostmarkConfig.message_stream, checks.text),
+        batch_size=r.get("batch_size", PostmarkConfig.batch_size, _batch_size),
+        timeout=r.get("timeout", PostmarkConfig.timeout, checks.positive_number),
+        max_retries=r.get("max_retries", PostmarkConfig.max_retries, checks.non_negative_int),
+        rate_limit=r.get("rate_limit", PostmarkConfig.rate_limit, checks.non_negative_number),
+    )
+    r.finish()
 
     r = checks.Reader(top.get("webhooks", {}, lambda v: v), "webhooks", problems)
     webhooks = WebhooksConfig(
@@ -213,7 +226,15 @@ def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
         dkim=dkim,
         bounces=bounces,
         webhooks=webhooks,
+        postmark=postmark,
     )
+
+
+def _batch_size(value: object) -> int:
+    number = checks.positive_int(value)
+    if number > 500:
+        raise ValueError("must be 1 to 500 (the most Postmark takes in one request)")
+    return number
 
 
 def _dkim(r: checks.Reader, root: Path, problems: list[str]) -> DkimConfig:

@@ -129,6 +129,20 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class PostmarkConfig:
+    """How the postmark backend reaches Postmark's batch API; the token is in the environment."""
+
+    token_env: str = "PUBLISHER_POSTMARK_TOKEN"  # the server API token
+    url: str = "https://api.postmarkapp.com"
+    message_stream: str = "broadcast"  # Postmark's stream for newsletters
+    batch_size: int = 500  # messages per request; 500 is Postmark's most
+    timeout: float = 30.0
+    max_retries: int = 5  # for a 429 or 5xx, with backoff
+    # Messages per second for the whole account: every sender of a period shares it.
+    rate_limit: float = 0.0
+
+
+@dataclass(frozen=True)
 class BouncesConfig:
     """When soft bounces suppress an address: ``soft_limit`` of them within ``window``."""
 
@@ -200,3 +214,4 @@ class Config:
     dkim: DkimConfig = DkimConfig()
     bounces: BouncesConfig = BouncesConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    postmark: PostmarkConfig = PostmarkConfig()

@@ -133,6 +133,30 @@ class ClaimedWork:
                 self._stop.wait(_pause(end, self._clock()))
             return None
 
+    def take_batch(self, size: int) -> list[Item]:
+        """Up to ``size`` messages to send together (a batch API's request).
+
+        Waits as :meth:`take` does for the first only; the rest are what this
+        sender holds or can claim at once. [] once the period has nothing pending.
+        """
+        first = self.take()
+        if first is None:
+            return []
+        batch = [first]
+        with self._lock:
+            while len(batch) < size and not self._stop.is_set():
+                if self._queue:
+                    batch.append(self._queue.popleft())
+                    continue
+                rows = self.store.claim_rows(
+                    self.digest, self.worker, self._batch, now=self._clock(), lease=self._lease
+                )
+                if not rows:
+                    break
+                self.claimed.update(row.id for row in rows)
+                self._queue.extend(self._make_items(rows))
+        return batch
+
     def note(self, outcome: str) -> None:
         """Count one message's outcome for this sender's record ("sent", "failed", ...)."""
         if outcome in self._counts:

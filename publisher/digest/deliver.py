@@ -25,6 +25,7 @@ every thread after the message it has in hand, which is recorded as usual.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -47,7 +48,7 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
-from publisher.mail.base import Backend, Message
+from publisher.mail.base import Backend, BatchBackend, BatchStopped, Message, Outcome
 from publisher.mail.verp import return_path
 from publisher.site.posts import Post
 from publisher.store import LedgerRow, Store, Subscriber
@@ -72,6 +73,10 @@ class WorkSource(Protocol):
         """The next message, or None when there is none left; safe from every thread."""
         ...
 
+    def take_batch(self, size: int) -> list[Item]:
+        """Up to ``size`` messages, waiting (as ``take`` does) only for the first; [] at the end."""
+        ...
+
     def note(self, outcome: str) -> None:
         """One message's outcome, as :meth:`_Shared.record` counts it."""
         ...
@@ -87,6 +92,10 @@ class _ListWork:
     def take(self) -> Item | None:
         with self._lock:
             return next(self._items, None)
+
+    def take_batch(self, size: int) -> list[Item]:
+        with self._lock:
+            return list(itertools.islice(self._items, size))
 
     def note(self, outcome: str) -> None:
         return None
@@ -119,6 +128,17 @@ class _Shared:
     def take(self) -> Item | None:
         """The next message to send, or None when all are taken or the run stops."""
         return None if self.stop.is_set() else self._work.take()
+
+    def take_batch(self, size: int) -> list[Item]:
+        """Up to ``size`` messages to send together; [] when all are taken or the run stops."""
+        return [] if self.stop.is_set() else self._work.take_batch(size)
+
+    def halt(self, reason: str) -> None:
+        """Stop the run: the backend cannot work at all."""
+        with self._lock:
+            if not self._report.stopped:
+                self._report.stopped = reason
+        self.stop.set()
 
     def record(self, outcome: str, problem: str = "", stopped: str = "") -> None:
         """Count one message's outcome ("sent", "skipped", "failed", "uncertain")."""
@@ -211,38 +231,55 @@ def deliver(
     )
     bounce_address = config.digest.bounce_address
 
+    def build(item: Item) -> Message | None:
+        """The item's message; None (its row failed, with its reason) if it cannot be made."""
+        subscriber = item.subscriber
+        recipient = recipient_for(config, subscriber.id, subscriber.email, subscriber.name, secret)
+        try:
+            message = builder.prepare(
+                recipient=recipient,
+                content=renderer.prepare(item.selection, recipient),
+                message_id=item.message_id,
+                now=tick(),
+            )
+            if bounce_address:
+                # VERP: a bounce of this message comes back naming its ledger row.
+                message = replace(message, sender=return_path(secret, bounce_address, item.row_id))
+        except (PermanentSendError, ValueError, LookupError) as exc:
+            # A header would carry a line break, or this reader's message cannot be
+            # made at all: that one row fails, with its reason, and the run goes on.
+            reason = str(exc) if isinstance(exc, PublisherError) else f"cannot build: {exc}"
+            if not dry_run:
+                store.mark_failed(item.row_id, reason, now=tick())
+            shared.record("failed", f"{subscriber.email}: failed: {reason}")
+            return None
+        return message
+
     def work() -> None:
         while (item := shared.take()) is not None:
-            subscriber = item.subscriber
-            recipient = recipient_for(
-                config, subscriber.id, subscriber.email, subscriber.name, secret
-            )
-            try:
-                message = builder.prepare(
-                    recipient=recipient,
-                    content=renderer.prepare(item.selection, recipient),
-                    message_id=item.message_id,
-                    now=tick(),
-                )
-                if bounce_address:
-                    # VERP: a bounce of this message comes back naming its ledger row.
-                    sender = return_path(secret, bounce_address, item.row_id)
-                    message = replace(message, sender=sender)
-            except (PermanentSendError, ValueError, LookupError) as exc:
-                # A header would carry a line break, or this reader's message cannot be
-                # made at all: that one row fails, with its reason, and the run goes on.
-                reason = str(exc) if isinstance(exc, PublisherError) else f"cannot build: {exc}"
-                if not dry_run:
-                    store.mark_failed(item.row_id, reason, now=tick())
-                shared.record("failed", f"{subscriber.email}: failed: {reason}")
-            else:
+            message = build(item)
+            if message is not None:
                 if dry_run:
                     shared.record("sent")
                 else:
                     _send_one(
-                        store, backend, shared, item.row_id, subscriber.email, message, tick, key
+                        store,
+                        backend,
+                        shared,
+                        item.row_id,
+                        item.subscriber.email,
+                        message,
+                        tick,
+                        key,
                     )
             shared.progress()
+
+    def work_in_batches(batches: BatchBackend) -> None:
+        while items := shared.take_batch(batches.batch_size):
+            ready = [(item, message) for item in items if (message := build(item)) is not None]
+            _send_batch(store, batches, shared, ready, tick, key)
+            for _ in items:
+                shared.progress()
 
     def helper() -> None:
         try:
@@ -258,6 +295,12 @@ def deliver(
         except BaseException as exc:
             shared.fail(exc)
 
+    if not dry_run and isinstance(backend, BatchBackend):
+        try:
+            work_in_batches(backend)
+        finally:
+            shared.stop.set()
+        return
     count = 1 if dry_run else max(1, min(getattr(backend, "concurrency", 1), shared.total))
     helpers = [
         threading.Thread(target=helper, name=f"digest-sender-{i}", daemon=True)
@@ -313,3 +356,68 @@ def _send_one(
     else:
         store.mark_sent(row_id, now=tick())
         shared.record("sent")
+
+
+def _send_batch(
+    store: Store,
+    backend: BatchBackend,
+    shared: _Shared,
+    ready: list[tuple[Item, Message]],
+    tick: Callable[[], datetime],
+    period_key: str,
+) -> None:
+    """Claim every row of a batch, hand the batch over, and record each message's outcome.
+
+    Every row is claimed (``sending``) before the request goes: a sender killed
+    during the request leaves them uncertain, never pending, since the provider
+    may have taken them all.
+    """
+    claimed: list[tuple[Item, Message]] = []
+    for item, message in ready:
+        try:
+            store.mark_sending(item.row_id, now=tick())
+        except StoreError:
+            shared.record("skipped")  # another process claimed it first
+            continue
+        claimed.append((item, message))
+    if not claimed:
+        return
+    stopped = ""
+    try:
+        outcomes = backend.send_batch([message for _, message in claimed])
+    except BatchStopped as exc:
+        outcomes, stopped = exc.outcomes, str(exc)
+    for (item, _), outcome in zip(claimed, outcomes, strict=True):
+        _record(store, shared, item.row_id, item.subscriber.email, outcome, tick, period_key)
+    if stopped:
+        shared.halt(stopped)
+
+
+def _record(
+    store: Store,
+    shared: _Shared,
+    row_id: int,
+    email: str,
+    outcome: Outcome,
+    tick: Callable[[], datetime],
+    period_key: str,
+) -> None:
+    """One message of a batch: its outcome into the ledger and the report."""
+    if outcome.status == "sent":
+        store.mark_sent(row_id, now=tick(), provider_id=outcome.provider_id)
+        shared.record("sent")
+    elif outcome.status == "failed":
+        store.mark_failed(row_id, outcome.error, now=tick())
+        if outcome.gone:
+            # The provider will not deliver to it again: neither will we.
+            store.suppress(email, "bounced", outcome.error, now=tick())
+            store.record_bounce(email, "hard", outcome.error, digest=period_key, now=tick())
+            shared.record("failed", f"{email}: failed: {outcome.error} (address suppressed)")
+        else:
+            shared.record("failed", f"{email}: failed: {outcome.error}")
+    elif outcome.status == "retry":
+        store.mark_pending(row_id, outcome.error, now=tick())
+        shared.record("failed", f"{email}: failed for now (will retry): {outcome.error}")
+    else:
+        # Left in "sending": it may have arrived, so only an operator may resend it.
+        shared.record("uncertain", f"{email}: uncertain: {outcome.error}")

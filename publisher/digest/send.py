@@ -241,8 +241,11 @@ def _wall_clock() -> datetime:
 
 
 def _share_rate_limit(config: Config, store: Store, backend: Backend, key: str) -> None:
-    """Give the backend the period's shared schedule for ``smtp.rate_limit``, if it has one."""
-    rate = config.smtp.rate_limit
+    """Give the backend the period's shared schedule for its rate limit, if it has one.
+
+    ``postmark.rate_limit`` for Postmark (the account's), else ``smtp.rate_limit``.
+    """
+    rate = config.postmark.rate_limit if backend.name == "postmark" else config.smtp.rate_limit
     if rate > 0 and hasattr(backend, "limiter"):
         # A signing wrapper passes attributes through to the backend it wraps.
         target = getattr(backend, "inner", backend)

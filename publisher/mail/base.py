@@ -22,6 +22,12 @@ many with a ``concurrency`` attribute (the SMTP backend: ``smtp.connections``),
 and may offer ``connect()`` to open a new thread's connection before it takes
 any work; a sender uses one thread for any other backend.
 
+A backend that hands messages over many at a time (an HTTP API's batch
+endpoint) is a :class:`BatchBackend` too: ``send_batch`` takes up to
+``batch_size`` messages and returns one :class:`Outcome` each, and raises
+:class:`BatchStopped` (with the outcomes so far) when it cannot work at all.
+A sender gives such a backend whole batches.
+
 Pure: no I/O; nothing here sends a message, a backend does.
 """
 
@@ -30,19 +36,66 @@ from __future__ import annotations
 import copy
 import io
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import getaddresses
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-from publisher.errors import PermanentSendError
+from publisher.errors import PermanentSendError, SendError
 from publisher.mail.prepared import PreparedMessage
 
-__all__ = ["Backend", "Message", "PreparedMessage", "envelope", "wire_bytes"]
+__all__ = [
+    "Backend",
+    "BatchBackend",
+    "BatchStopped",
+    "Message",
+    "Outcome",
+    "PreparedMessage",
+    "Status",
+    "envelope",
+    "wire_bytes",
+]
 
 # What a backend sends: a message object, or one already turned into bytes.
 Message = EmailMessage | PreparedMessage
+
+Status = Literal["sent", "failed", "retry", "uncertain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one message of a batch, for its ledger row.
+
+    ``status``: ``sent`` (accepted; ``provider_id`` is the provider's id for
+    it), ``failed`` (never worth sending again as it is), ``retry`` (certainly
+    not accepted; try in a later run) or ``uncertain`` (may have been
+    accepted; never retry automatically). ``error`` is one line for the
+    ledger, ``code`` the provider's error code when it gave one (0 otherwise);
+    ``gone``: the provider will never deliver to this address again (it
+    bounced, complained or was suppressed there), so it is suppressed here too.
+    """
+
+    status: Status
+    provider_id: str = ""
+    error: str = ""
+    code: int = 0
+    gone: bool = False
+
+
+class BatchStopped(SendError):
+    """The backend cannot work at all (token refused, account may not send): stop the run.
+
+    ``outcomes`` holds one outcome per message given to ``send_batch``: the
+    real outcome of every request answered before the stop, and ``retry`` for
+    the rest (none of them was accepted).
+    """
+
+    def __init__(self, message: str, outcomes: Sequence[Outcome] = ()) -> None:
+        super().__init__(message)
+        self.outcomes = list(outcomes)
 
 
 @runtime_checkable
@@ -63,6 +116,17 @@ class Backend(Protocol):
     def send(self, message: Message) -> None:
         """Deliver one message to every recipient in its To, Cc and Bcc headers
         (a prepared message: to its envelope recipients)."""
+        ...
+
+
+@runtime_checkable
+class BatchBackend(Backend, Protocol):
+    """A backend that takes messages ``batch_size`` at a time (see the module docstring)."""
+
+    batch_size: int
+
+    def send_batch(self, messages: Sequence[Message]) -> list[Outcome]:
+        """Hand ``messages`` over; one outcome each, in order."""
         ...
 
 

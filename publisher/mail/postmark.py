@@ -66,7 +66,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.contentmanager import raw_data_manager
@@ -75,7 +74,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -86,7 +85,7 @@ from publisher.errors import (
     TemporarySendError,
     UncertainSendError,
 )
-from publisher.mail.base import Message
+from publisher.mail.base import BatchStopped, Message, Outcome, Status
 from publisher.mail.prepared import PreparedMessage
 from publisher.mail.ratelimit import RateLimiter
 
@@ -109,43 +108,11 @@ MAX_ERROR = 500  # characters of an error line kept for the ledger
 # ErrorCodes that say this message can never go as it is: 300 invalid email request
 # (bad address, no body, too many recipients), 406 inactive recipient (it bounced
 # hard, complained, or was suppressed at Postmark).
-FAILED_CODES = frozenset({300, 406})
+INACTIVE = 406
+FAILED_CODES = frozenset({300, INACTIVE})
 # A 300 about the From address is the account's problem, and every message of the
 # run gets it; failing them all would mark every reader's address as bad.
 _ABOUT_SENDER = re.compile(r"'from'|\bfrom address|sender signature", re.IGNORECASE)
-
-Status = Literal["sent", "failed", "retry", "uncertain"]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What became of one message of a batch, for its ledger row.
-
-    ``status``: ``sent`` (accepted; ``provider_id`` is Postmark's MessageID),
-    ``failed`` (never worth sending again as it is), ``retry`` (certainly not
-    accepted; try in a later run) or ``uncertain`` (may have been accepted;
-    never retry automatically). ``error`` is one line for the ledger, ``code``
-    Postmark's ErrorCode when it gave one (0 otherwise).
-    """
-
-    status: Status
-    provider_id: str = ""
-    error: str = ""
-    code: int = 0
-
-
-class BatchStopped(SendError):
-    """The backend cannot work at all (token refused, account may not send): stop the run.
-
-    ``outcomes`` holds one outcome per message given to ``send_batch``: the
-    real outcome of every request answered before the stop, and ``retry`` for
-    the rest (none of them was accepted).
-    """
-
-    def __init__(self, message: str, outcomes: Sequence[Outcome] = ()) -> None:
-        super().__init__(message)
-        self.outcomes = list(outcomes)
-
 
 # --- messages to JSON (pure) ----------------------------------------------------------------
 
@@ -335,7 +302,7 @@ def outcome_of(result: Mapping[str, object]) -> Outcome:
     text = _one_line(str(result.get("Message", "")))
     error = _one_line(f"postmark {code}: {text}")
     status: Status = "failed" if _refused_for_good(code, text) else "retry"
-    return Outcome(status, error=error, code=code)
+    return Outcome(status, error=error, code=code, gone=code == INACTIVE)
 
 
 def retry_after(value: str | None, *, now: datetime) -> float | None:
@@ -590,7 +557,12 @@ class PostmarkBackend:
                 raise _Stop(_one_line(f"postmark: the server token was refused ({said}): {text}"))
             if status == 422 and code is not None and _refused_for_good(code, text):
                 return [
-                    Outcome("failed", error=_one_line(f"postmark {code}: {text}"), code=code)
+                    Outcome(
+                        "failed",
+                        error=_one_line(f"postmark {code}: {text}"),
+                        code=code,
+                        gone=code == INACTIVE,
+                    )
                 ] * n, ""
             raise _Stop(_one_line(f"postmark: {self.endpoint} answered {said}: {text}"))
         error = f"{last} (after {self.max_retries + 1} attempts)"

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,6 +80,7 @@ class Request:
     status: int
     messages: int  # how many messages its body held (0 if it could not be read)
     headers: dict[str, str]
+    at: float = 0.0  # time.monotonic() when it was answered
 
 
 @dataclass
@@ -220,7 +222,9 @@ class FakePostmark:
         with self._lock:
             number = len(self.requests) + 1
             answer, count = self._decide(number, path, headers, body)
-            self.requests.append(Request(number, path, answer.status, count, headers))
+            self.requests.append(
+                Request(number, path, answer.status, count, headers, time.monotonic())
+            )
             return answer
 
     def _decide(

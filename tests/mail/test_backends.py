@@ -19,6 +19,7 @@ from publisher.errors import (
 )
 from publisher.mail import Backend, MemoryBackend, OutboxBackend, SmtpBackend, make_backend
 from publisher.mail.base import wire_bytes
+from publisher.mail.postmark import PostmarkBackend
 from publisher.mail.prepared import PreparedMessage
 from tests.conftest import Site
 
@@ -209,8 +210,15 @@ def test_backend_by_name_and_by_config(site: Site, monkeypatch: pytest.MonkeyPat
     assert isinstance(make_backend(config, name="memory"), MemoryBackend)
     outbox = make_backend(config, name="outbox")
     assert isinstance(outbox, OutboxBackend) and outbox.folder == site.root / "var" / "mail"
-    with pytest.raises(ConfigError, match=r"digest\.backend: must be one of outbox, smtp, memory"):
+    with pytest.raises(
+        ConfigError, match=r"digest\.backend: must be one of outbox, smtp, postmark, memory"
+    ):
         make_backend(config, name="pigeon")
+    monkeypatch.setenv("PUBLISHER_POSTMARK_TOKEN", "server-token")
+    postmark = make_backend(config, name="postmark")
+    assert isinstance(postmark, PostmarkBackend)
+    assert postmark.endpoint == "https://api.postmarkapp.com/email/batch"
+    assert postmark.batch_size == 500 and postmark.limiter is None
 
 
 # --- the bytes of a message ---------------------------------------------------------------

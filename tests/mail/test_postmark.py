@@ -188,10 +188,12 @@ def test_each_result_code_means_an_outcome() -> None:
         "sent", provider_id="b7bc2f4a"
     )
     inactive = outcome_of({"ErrorCode": 406, "Message": "Inactive.\n Found: a@example.com"})
+    # Postmark will never send to it again: the address is to be suppressed here too.
     assert inactive == Outcome(
-        "failed", error="postmark 406: Inactive. Found: a@example.com", code=406
+        "failed", error="postmark 406: Inactive. Found: a@example.com", code=406, gone=True
     )
-    assert outcome_of({"ErrorCode": 300, "Message": "Illegal email address 'x'"}).status == "failed"
+    illegal = outcome_of({"ErrorCode": 300, "Message": "Illegal email address 'x'"})
+    assert (illegal.status, illegal.gone) == ("failed", False)
     # The From address is the account's problem: no reader's address is to blame.
     unverified = {"ErrorCode": 300, "Message": "Invalid 'From' address: 'a@b.c' is not verified"}
     assert outcome_of(unverified).status == "retry"
