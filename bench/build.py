@@ -119,7 +119,8 @@ def _tail(text: str, lines: int = 30) -> str:
 
 
 #: Runs in a fresh, small interpreter: spawns the build, waits for exactly that child
-#: with os.wait4 and writes "wall_seconds ru_maxrss exit_code" to the file in argv[1].
+#: with os.wait4 and writes "wall_seconds ru_maxrss exit_code cpu_seconds" to the file in
+#: argv[1] (cpu: user + system).
 #: Why not spawn from this script: on Linux a child's ru_maxrss starts from the
 #: high-water RSS of the process that spawned it (the pre-exec address space counts),
 #: so a build started from here would report at least this script's own peak, which
@@ -132,7 +133,8 @@ pid = os.posix_spawn(argv[0], argv, os.environ)
 _, status, usage = os.wait4(pid, 0)
 wall = time.perf_counter() - start
 with open(out, "w") as f:
-    f.write(f"{wall!r} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    code = os.waitstatus_to_exitcode(status)
+    f.write(f"{wall!r} {usage.ru_maxrss} {code} {usage.ru_utime + usage.ru_stime!r}")
 """
 
 
@@ -155,9 +157,9 @@ def run_timed(argv: Sequence[str], cwd: Path, env: dict[str, str]) -> Run:
             wrapper, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
         )
         fields = result.read_text().split() if result.is_file() else []
-        if code == 0 and len(fields) == 3:  # the wrapper ran; code is now the build's
+        if code == 0 and len(fields) == 4:  # the wrapper ran; code is now the build's
             code = int(fields[2])
-        if code != 0 or len(fields) != 3:
+        if code != 0 or len(fields) != 4:
             out.seek(0)
             err.seek(0)
             stderr = err.read().decode("utf-8", "replace")

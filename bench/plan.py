@@ -245,7 +245,7 @@ def timed(argv: list[str], cwd: Path) -> tuple[float, float, str]:
                 stdout=stdout,
                 check=False,
             )
-        wall, rss, code = result.read_text().split()
+        wall, rss, code = result.read_text().split()[:3]
         text = out.read_text()
         if int(code) != 0 and "--dry-run" not in argv:
             raise SystemExit(f"error: {' '.join(argv)} exited {code}:\n{text}")

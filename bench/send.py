@@ -262,8 +262,35 @@ def main() -> None:
     parser.add_argument(
         "--connections", type=int, default=0, help="smtp.connections (default: the config's)"
     )
+    parser.add_argument(
+        "--senders",
+        default="",
+        help="e.g. 1,2,4: that many sender processes sharing each period, on --store",
+    )
+    parser.add_argument("--store", default="", help="PostgreSQL URL (with --senders)")
+    parser.add_argument(
+        "--round-trip-sample",
+        type=int,
+        default=2_000,
+        help="messages sent through the round-trip counter (with --senders; 0: skip)",
+    )
     args = parser.parse_args()
     categories = [f"cat{c:02d}" for c in range(args.categories)]
+    if args.senders:
+        if not args.store.startswith("postgresql"):
+            parser.error("--senders needs --store postgresql+psycopg://...")
+        from send_shared import run_shared
+
+        run_shared(
+            args.store,
+            [int(n) for n in args.senders.split(",")],
+            args.subscribers,
+            args.posts,
+            categories,
+            args.connections,
+            args.round_trip_sample,
+        )
+        return
     os.environ.setdefault("PUBLISHER_SECRET", SECRET.decode())
 
     with tempfile.TemporaryDirectory() as tmp, ServerProcess() as server:
