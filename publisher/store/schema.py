@@ -111,7 +111,10 @@ ledger_table = sa.Table(
     # The id an HTTP API provider gave the accepted message (NULL for SMTP and the outbox).
     sa.Column("provider_id", sa.String(255), nullable=True),
     sa.UniqueConstraint("digest", "subscriber_id", name="uq_send_ledger_digest_subscriber"),
-    sa.Index("ix_send_ledger_digest_status", "digest", "status"),
+    # In id order within a status: a sender claims the next pending rows in plan order
+    # straight off the index (with (digest, status) alone, every claim sorted all the
+    # period's pending rows: 14 ms a claim at 30,000 rows, growing with the list).
+    sa.Index("ix_send_ledger_claim", "digest", "status", "id"),
 )
 
 #: Columns added to ``send_ledger`` after version 2, with their SQL type, for older databases.
@@ -292,8 +295,12 @@ def create_schema(conn: Connection, url: str) -> None:
             f" understands ({SCHEMA_VERSION}); upgrade publisher"
         )
     elif int(found) < SCHEMA_VERSION:
-        # Tables added since were made by create_all above; columns are added here.
+        # Tables added since were made by create_all above; columns and indexes here.
         _add_ledger_columns(conn)
+        conn.exec_driver_sql(
+            "CREATE INDEX IF NOT EXISTS ix_send_ledger_claim ON send_ledger (digest, status, id)"
+        )
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_send_ledger_digest_status")
         conn.execute(
             meta_table.update()
             .where(meta_table.c.key == "schema_version")

@@ -29,7 +29,8 @@ __all__ = [
 # 2: suppressions and soft bounces (tables of their own: an older database gets them)
 # 3: ledger rows carry a claim (worker, lease_until) and the provider's message id;
 #    send workers and the shared send budget (an older database's ledger is altered)
-SCHEMA_VERSION = 3
+# 4: the ledger's (digest, status) index becomes (digest, status, id): claims in id order
+SCHEMA_VERSION = 4
 #: A hard bounce or a complaint suppresses an address: it is sent nothing more.
 SUPPRESSED_STATUSES = ("bounced", "complained")
 SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", *SUPPRESSED_STATUSES)

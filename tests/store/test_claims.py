@@ -103,11 +103,15 @@ def test_the_send_budget_is_one_schedule_for_every_sender(store_url: str) -> Non
         assert store.take_send_slots("2026-W50", 1, every=every, now=later) == later
 
 
-def test_an_older_ledger_gets_the_claim_columns(store_url: str) -> None:
+def test_an_older_ledger_gets_the_claim_columns_and_index(store_url: str) -> None:
     with Store(store_url) as store:
         _planned(store, 2)
     engine = sa.create_engine(store_url)
     with engine.begin() as conn:  # as version 2 made it
+        conn.exec_driver_sql("DROP INDEX ix_send_ledger_claim")
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_send_ledger_digest_status ON send_ledger (digest, status)"
+        )
         for column in ("worker", "lease_until", "provider_id"):
             conn.exec_driver_sql(f"ALTER TABLE send_ledger DROP COLUMN {column}")
         conn.exec_driver_sql("DROP TABLE send_workers")
@@ -115,7 +119,13 @@ def test_an_older_ledger_gets_the_claim_columns(store_url: str) -> None:
         conn.exec_driver_sql("UPDATE publisher_meta SET value = '2' WHERE key = 'schema_version'")
     engine.dispose()
     with Store(store_url) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
+        with store._engine.connect() as conn:
+            indexes = {
+                i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes("send_ledger")
+            }
+        assert indexes["ix_send_ledger_claim"] == ["digest", "status", "id"]
+        assert "ix_send_ledger_digest_status" not in indexes
         assert len(store.claim_rows("2026-W50", "a", 5, now=T0, lease=LEASE)) == 2
         store.register_sender("a", "2026-W50", host="h", pid=2, now=T0)
         assert [s.worker for s in store.senders("2026-W50")] == ["a"]
