@@ -171,7 +171,7 @@ def test_broken_yaml_names_line_and_column(tmp_path: Path) -> None:
 
 def test_missing_config_says_how_to_fix_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="run from the site folder or pass --config PATH"):
+    with pytest.raises(ConfigError, match="pass --config PATH or set PUBLISHER_CONFIG"):
         load_config(None)
 
 

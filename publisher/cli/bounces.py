@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from publisher.cli.main import SuggestingGroup
 from publisher.errors import PublisherError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["bounces"]
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def bounces() -> None:
     """Read bounces and complaints, and suppress the addresses they name."""
 

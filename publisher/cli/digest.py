@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from publisher.cli.main import SuggestingGroup
 from publisher.errors import PublisherError
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["digest"]
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def digest() -> None:
     """Preview, send and inspect the email digest."""
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from publisher.cli.main import SuggestingGroup
 from publisher.errors import PublisherError, StoreError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _describe(subscriber: Subscriber) -> str:
     return f"{subscriber.email} ({subscriber.status}; {cats})"
 
 
-@click.group()
+@click.group(cls=SuggestingGroup)
 def subscribers() -> None:
     """Add, list, remove, import and export the people who receive the digest."""
 

@@ -41,7 +41,7 @@ from publisher.config.model import (
 from publisher.config.yamlsafe import SafeLoader
 from publisher.errors import ConfigError
 
-__all__ = ["load_config", "parse_config", "secret_from_env"]
+__all__ = ["find_config", "load_config", "parse_config", "secret_from_env"]
 
 
 def parse_config(raw: Any, root: Path, source: str = "config.yaml") -> Config:
@@ -260,15 +260,34 @@ def _dkim(r: checks.Reader, root: Path, problems: list[str]) -> DkimConfig:
     return DkimConfig(selector=selector, domain=domain, key_file=path, key_env=key_env)
 
 
+def find_config(start: Path | None = None) -> Path | None:
+    """``config.yaml`` in ``start`` (default: the current folder) or its nearest parent.
+
+    As git finds ``.git``: a command run in ``posts/`` or ``templates/`` uses the site's
+    config. Returned relative to ``start`` when found there, else absolute.
+    """
+    here = Path(".") if start is None else start
+    if (here / "config.yaml").is_file():
+        return here / "config.yaml"
+    for parent in here.absolute().parents:
+        if (parent / "config.yaml").is_file():
+            return parent / "config.yaml"
+    return None
+
+
 def load_config(path: Path | None = None) -> Config:
-    """Read and validate ``path``, or ``config.yaml`` in the current folder."""
+    """Read and validate ``path``, or the ``config.yaml`` :func:`find_config` finds."""
     if path is None:
-        path = Path("config.yaml")
-        if not path.exists():
+        found = find_config()
+        if found is None:
             raise ConfigError(
-                ["not found in the current folder; run from the site folder or pass --config PATH"],
-                str(path),
+                [
+                    "not found in the current folder or its parents; run from the site"
+                    " folder, pass --config PATH or set PUBLISHER_CONFIG"
+                ],
+                "config.yaml",
             )
+        path = found
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
