@@ -34,8 +34,10 @@ class ServeProcess:
         env: dict[str, str] | None = None,
         now: str | None = None,
         startup_timeout: float = 30.0,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.cwd = cwd
+        self.args = args  # more options for serve, such as --watch
         self.env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.now = now
         self.startup_timeout = startup_timeout
@@ -53,7 +55,7 @@ class ServeProcess:
         args = [sys.executable, "-m", "publisher"]
         if self.now:
             args += ["--now", self.now]
-        args += ["serve", "--host", "127.0.0.1", "--port", "0"]
+        args += ["serve", "--host", "127.0.0.1", "--port", "0", *self.args]
         with self._stderr_path.open("w", encoding="utf-8") as err:
             self._process = subprocess.Popen(
                 args,

@@ -40,7 +40,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from publisher.config import Config
 from publisher.store import Store
 from publisher.web.context import MAX_BODY, Refused, WebContext, root_of
+from publisher.web.digest_preview import DigestPreview
 from publisher.web.links import LinkPages
+from publisher.web.live import LiveReload
 from publisher.web.pages import Pages, security_headers
 from publisher.web.static import StaticFiles
 from publisher.web.subscribe import SubscribeForm
@@ -108,6 +110,7 @@ def create_app(
     store: Store | None = None,
     send: Callable[[EmailMessage], None] | None = None,
     fetch: Callable[[str], bytes] | None = None,
+    live: LiveReload | None = None,
 ) -> Starlette:
     """The ASGI app for ``config``.
 
@@ -115,7 +118,9 @@ def create_app(
     ``clock`` gives the time (default: now, in UTC); without ``store`` the app
     opens ``store.url`` when it starts and closes it when it stops; without
     ``send`` confirmations go through ``make_backend(config)``; ``fetch`` gets a
-    URL's bytes for the SES webhook (SNS certificates; tests inject it).
+    URL's bytes for the SES webhook (SNS certificates; tests inject it). With
+    ``live`` (``serve --watch``) the preview reloads itself and the digest
+    preview is served (:mod:`.live`, :mod:`.digest_preview`).
     """
     web = WebContext(
         config,
@@ -126,7 +131,7 @@ def create_app(
     )
     subscribe = SubscribeForm(web)
     links = LinkPages(web)
-    files = StaticFiles(web, home=subscribe.home)
+    files = StaticFiles(web, home=subscribe.home, live=live)
     errors = _ErrorPages(web.pages)
     hooks = Webhooks(web, web.clock, fetch)
     routes = [
@@ -142,8 +147,16 @@ def create_app(
         Route("/webhooks/postmark", hooks.postmark, methods=["POST"]),
         Route("/webhooks/ses", hooks.ses, methods=["POST"]),
         Route("/_publisher/web.css", files.stylesheet, methods=["GET"]),
-        Route("/{path:path}", files.site, methods=["GET"]),
     ]
+    if live is not None:
+        digest = DigestPreview(web, live)
+        routes += [
+            Route("/_publisher/live", live.stream, methods=["GET"]),
+            Route("/_publisher/live.js", live.script, methods=["GET"]),
+            Route("/_preview/digest", digest.page, methods=["GET"]),
+            Route("/_preview/digest.txt", digest.text, methods=["GET"]),
+        ]
+    routes.append(Route("/{path:path}", files.site, methods=["GET"]))
     app = Starlette(
         routes=routes,
         lifespan=web.lifespan,

@@ -78,6 +78,7 @@ class WebContext:
         self._own_store = store is None
         self._send = send or self._send_with_backend
         self._subs: Subscriptions | None = None
+        self._opened: Store | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -88,6 +89,7 @@ class WebContext:
             if self._store is not None
             else await run_in_threadpool(Store.open, self.config)
         )
+        self._opened = store
         self._subs = Subscriptions(
             self.config, store, secret=self.secret, clock=self.clock, send=self._send, env=self.env
         )
@@ -99,6 +101,13 @@ class WebContext:
             await run_in_threadpool(self.jobs.stop)
             if self._own_store:
                 store.close()
+
+    @property
+    def store(self) -> Store:
+        """The store, once the app has started."""
+        if self._opened is None:
+            raise RuntimeError("the app has not started (its lifespan did not run)")
+        return self._opened
 
     @property
     def subs(self) -> Subscriptions:

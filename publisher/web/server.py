@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -31,6 +32,7 @@ from publisher.config import Config
 from publisher.errors import PublisherError
 from publisher.store import Store
 from publisher.web.app import create_app
+from publisher.web.live import LiveReload
 from publisher.web.subscriptions import LOGGER_NAME
 
 __all__ = ["ServerHandle", "TokenRedactor", "open_socket", "serve_forever", "serve_in_thread"]
@@ -105,13 +107,26 @@ def serve_forever(
     clock: Callable[[], datetime] | None = None,
     store: Store | None = None,
     send: Callable[[EmailMessage], None] | None = None,
+    live: LiveReload | None = None,
 ) -> None:
-    """Serve on ``sock`` until SIGINT or SIGTERM (uvicorn's own logging to stderr)."""
-    app = create_app(config, secret=secret, clock=clock, store=store, send=send)
+    """Serve on ``sock`` until SIGINT or SIGTERM (uvicorn's own logging to stderr).
+
+    With ``live``, the live preview of ``serve --watch`` (:mod:`.live`).
+    """
+    app = create_app(config, secret=secret, clock=clock, store=store, send=send, live=live)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     # The app's own lines (refused forms, unsent confirmations) beside uvicorn's.
     log_config["loggers"][LOGGER_NAME] = {"handlers": ["default"], "level": "INFO"}
     server = _uvicorn(config, app, log_config=log_config)
+    if live is not None:
+        # Open event streams would hold a graceful shutdown for its whole timeout.
+        stop = server.handle_exit
+
+        def handle_exit(sig: int, frame: FrameType | None) -> None:
+            live.close()
+            stop(sig, frame)
+
+        server.handle_exit = handle_exit  # type: ignore[method-assign]
     try:
         server.run(sockets=[sock])
     finally:

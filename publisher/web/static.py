@@ -4,7 +4,8 @@
 once at start; pages link it with a ``?v=`` of its hash, so browsers may cache
 it for good. Every other GET path is a file of ``paths.output``, found and
 described by :mod:`.preview` (media type, ETag, Last-Modified, 304s) and
-served under the preview's own Content-Security-Policy; at ``/`` with no built
+served under the preview's own Content-Security-Policy (with ``serve --watch``,
+HTML pages get the live-reload script on the way out: :mod:`.live`); at ``/`` with no built
 site the subscribe form stands in. This module must never serve anything
 outside the output folder (:func:`.preview.find_file` sees to it), nor cache a
 preview file without revalidating it.
@@ -16,10 +17,11 @@ from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from publisher.web import preview
 from publisher.web.context import WebContext
+from publisher.web.live import LiveReload, inject
 from publisher.web.pages import PREVIEW_CSP
 
 __all__ = ["StaticFiles"]
@@ -28,9 +30,16 @@ __all__ = ["StaticFiles"]
 class StaticFiles:
     """The stylesheet and built-site handlers; ``home`` answers ``/`` when nothing is built."""
 
-    def __init__(self, web: WebContext, *, home: Callable[[Request], Awaitable[Response]]) -> None:
+    def __init__(
+        self,
+        web: WebContext,
+        *,
+        home: Callable[[Request], Awaitable[Response]],
+        live: LiveReload | None = None,
+    ) -> None:
         self.web = web
         self.home = home
+        self.live = live
 
     async def stylesheet(self, request: Request) -> Response:
         return Response(
@@ -48,6 +57,15 @@ class StaticFiles:
                 return await self.home(request)
             raise HTTPException(404)
         target, st = found
+        media = preview.media_type(target.name)
+        if self.live is not None and media.startswith("text/html"):
+            # Live preview: the page as built, with the reload script (and the last
+            # build's problems) added on the way out; the file itself stays as built.
+            page = target.read_bytes().decode("utf-8", "replace")
+            return HTMLResponse(
+                inject(page, self.live.problems),
+                headers={"Cache-Control": "no-store", "Content-Security-Policy": PREVIEW_CSP},
+            )
         etag = preview.etag_for(st)
         headers = {
             "ETag": etag,
@@ -58,6 +76,4 @@ class StaticFiles:
         }
         if preview.is_not_modified(request.headers, etag, st):
             return Response(status_code=304, headers=headers)
-        return FileResponse(
-            target, media_type=preview.media_type(target.name), headers=headers, stat_result=st
-        )
+        return FileResponse(target, media_type=media, headers=headers, stat_result=st)
