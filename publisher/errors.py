@@ -11,6 +11,8 @@ traceback::
     ├── StoreError         the subscriber store or send ledger refused an operation
     │   └── LockError      another process holds the state lock
     ├── TokenError         a signed link token is forged, altered or for another purpose
+    ├── UsageError         a command's arguments cannot be used (a missing option, a file
+    │                      that exists and would be overwritten)
     └── SendError          a backend could not hand over a message
         ├── TemporarySendError   worth retrying (4xx, dropped connection before DATA)
         ├── PermanentSendError   not worth retrying for this recipient (5xx)
@@ -33,6 +35,7 @@ __all__ = [
     "TemporarySendError",
     "TokenError",
     "UncertainSendError",
+    "UsageError",
 ]
 
 
@@ -88,6 +91,14 @@ class LockError(StoreError):
 
 class TokenError(PublisherError):
     """A signed link token (unsubscribe, preferences, confirm) is not valid."""
+
+
+class UsageError(PublisherError):
+    """A command cannot do what its arguments ask; the message names the option to fix.
+
+    Such as ``publisher init`` without ``--title`` where it cannot ask, or ``publisher
+    new`` for a post file that already exists. Never a traceback: the user typed it.
+    """
 
 
 class SendError(PublisherError):
