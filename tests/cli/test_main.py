@@ -129,3 +129,24 @@ def test_only_the_groups_own_options_move_and_nothing_after_a_double_dash() -> N
         "--now=2026-01-01",
         "build",
     ]
+
+
+def test_shell_completion_offers_commands_and_options_as_the_readme_says(
+    seed_site: Site,
+) -> None:
+    """The README's ``eval "$(_PUBLISHER_COMPLETE=bash_source publisher)"`` works."""
+    script = run_publisher(cwd=seed_site.root, env={"_PUBLISHER_COMPLETE": "bash_source"})
+    assert script.returncode == 0
+    assert "complete -o nosort -F _publisher_completion publisher" in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = {
+            "_PUBLISHER_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        return run_publisher(cwd=seed_site.root, env=env).stdout.split()
+
+    assert complete("publisher bu") == ["plain,build"]
+    assert complete("publisher build --no") == ["plain,--no-cache"]
+    assert "plain,send" in complete("publisher digest s")
