@@ -29,6 +29,7 @@ from publisher.build.cachefile import (
     body_name,
     decode_files,
     dump_body,
+    dump_entries,
     encode_base,
     encode_delta,
     entry_from_tuple,
@@ -36,6 +37,7 @@ from publisher.build.cachefile import (
     memo_to_tuple,
     open_bodies,
     read_body,
+    read_entries,
     read_index,
     store_bodies,
     write_index,
@@ -92,6 +94,10 @@ class BuildCache:
         self._indexed: set[str] = set()  # sources the index files hold
         self._bodies: dict[tuple[str, str], Rendered] = {}
         self._unsaved: set[tuple[str, str]] = set()
+        # Each post's feed entries by format, under its body's key, and what they
+        # were made under (publisher.feeds.entries.entry_settings).
+        self._entries: dict[tuple[str, str], tuple[str, dict[str, bytes]]] = {}
+        self._unsaved_entries: set[tuple[str, str]] = set()
         self._kept: set[str] | None = None  # body file names to keep
         self._db: sqlite3.Connection | None = None
 
@@ -176,10 +182,34 @@ class BuildCache:
         self._bodies[key] = body
         self._unsaved.add(key)
 
+    def get_entries(self, key: tuple[str, str], settings: str) -> dict[str, bytes]:
+        """The feed entries by format stored under a body's ``key``, if made under
+        ``settings``: every format, some, or none."""
+        held = self._entries.get(key)
+        if held is not None:
+            return dict(held[1]) if held[0] == settings else {}
+        db = self._body_store() if self.stored_bodies else None
+        if db is None:
+            return {}
+        entries = read_entries(db, key, settings)
+        if entries:
+            self._entries[key] = (settings, entries)
+        return dict(entries)
+
+    def put_entries(self, key: tuple[str, str], settings: str, entries: dict[str, bytes]) -> None:
+        """Keep ``entries`` (by format) under a body's ``key``, with those already there."""
+        held = self._entries.get(key)
+        merged = {**held[1], **entries} if held is not None and held[0] == settings else entries
+        self._entries[key] = (settings, merged)
+        self._unsaved_entries.add(key)
+
     def keep_bodies(self, keys: set[tuple[str, str]]) -> None:
-        """Forget every body not under one of ``keys`` (in memory now, on disk at save)."""
+        """Forget every body and entry not under one of ``keys`` (in memory now, on disk
+        at save)."""
         self._bodies = {k: v for k, v in self._bodies.items() if k in keys}
+        self._entries = {k: v for k, v in self._entries.items() if k in keys}
         self._unsaved &= keys
+        self._unsaved_entries &= keys
         self._kept = {body_name(k) for k in keys}
 
     @classmethod
@@ -233,14 +263,16 @@ class BuildCache:
             return None
         changes, marks = self._changes()
         bodies = [(body_name(key), dump_body(self._bodies[key])) for key in self._unsaved]
+        held, unsaved = self._entries, list(self._unsaved_entries)
+        entries = ((body_name(key), dump_entries(*held[key])) for key in unsaved)
         memo = memo_to_tuple(self.memo) if self.memo is not None else None
         if self._token and len(changes) <= MAX_DELTA:
             data = encode_delta(self.settings, self._token, self.read_at, changes, self.feeds, memo)
-            return Encoded(b"", data, self._token, changes, bodies, marks)
+            return Encoded(b"", data, self._token, changes, bodies, marks, entries)
         # Decodes every stored post first (a corrupt index then forgets the feeds).
         files = self.files
         token, base = encode_base(self.settings, self.read_at, files, changes, self.feeds, memo)
-        return Encoded(base, b"", token, {}, bodies, marks)
+        return Encoded(base, b"", token, {}, bodies, marks, entries)
 
     def commit(self, encoded: Encoded) -> None:
         """Write what :meth:`encode` made: new bodies, then the index or its delta.
@@ -250,8 +282,9 @@ class BuildCache:
         """
         assert self.folder is not None, "encode() gives None for a memory-only cache"
         db = self._body_store()
-        if db is not None and store_bodies(db, encoded.bodies, self._kept):
+        if db is not None and store_bodies(db, encoded.bodies, self._kept, encoded.entries):
             self._unsaved.clear()
+            self._unsaved_entries.clear()
         self.close()
         if write_index(self.folder, encoded):
             self._token, self._delta = encoded.token, encoded.changes

@@ -304,6 +304,9 @@ class Encoded(NamedTuple):
     changes: dict[str, tuple[Any, ...] | None]  # what the delta holds once written
     bodies: list[tuple[str, bytes]]  # rendered bodies to add, by name
     marks: list[tuple[FileEntry, tuple[Any, ...]]]  # entries to mark as saved once written
+    # Feed entries to add, by their body's name: made as they are written, since
+    # together they are larger than the bodies (a site's whole history, per format).
+    entries: Iterable[tuple[str, bytes]] = ()
 
 
 def encode_delta(
@@ -407,6 +410,8 @@ def open_bodies(folder: Path) -> sqlite3.Connection | None:
         # A cache: losing the last writes to a crash only means rendering again.
         db.execute("PRAGMA synchronous=OFF")
         db.execute("CREATE TABLE IF NOT EXISTS bodies (name TEXT PRIMARY KEY, data BLOB)")
+        # A post's feed entries (see publisher.feeds.entries), under its body's name.
+        db.execute("CREATE TABLE IF NOT EXISTS entries (name TEXT PRIMARY KEY, data BLOB)")
     except (OSError, sqlite3.Error):
         return None
     return db
@@ -425,19 +430,43 @@ def read_body(db: sqlite3.Connection, key: tuple[str, str]) -> Rendered | None:
     return Rendered(html, summary, flag, image, words, cjk_chars)
 
 
+def dump_entries(settings: str, entries: Mapping[str, bytes]) -> bytes:
+    """A post's entries by format, made under ``settings``, as :func:`store_bodies` stores them."""
+    return marshal.dumps((settings, tuple(sorted(entries.items()))))
+
+
+def read_entries(db: sqlite3.Connection, key: tuple[str, str], settings: str) -> dict[str, bytes]:
+    """The entries stored under ``key`` by format, if made under ``settings``; else none."""
+    try:
+        row = db.execute("SELECT data FROM entries WHERE name = ?", (body_name(key),)).fetchone()
+        if row is None:
+            return {}
+        made_under, entries = marshal.loads(row[0])
+    except (sqlite3.Error, EOFError, ValueError, TypeError):
+        return {}
+    return dict(entries) if made_under == settings else {}
+
+
 def store_bodies(
-    db: sqlite3.Connection, bodies: Iterable[tuple[str, bytes]], kept: set[str] | None
+    db: sqlite3.Connection,
+    bodies: Iterable[tuple[str, bytes]],
+    kept: set[str] | None,
+    entries: Iterable[tuple[str, bytes]] = (),
 ) -> bool:
-    """Add ``bodies`` (name, data) and, given ``kept``, drop every other; False on failure."""
+    """Add ``bodies`` and ``entries`` (name, data) and, given ``kept``, drop every other;
+    False on failure."""
     # Bodies go into one SQLite file: writing hundreds of small files one by
     # one cost a cold build a quarter of a second.
     with contextlib.suppress(sqlite3.Error):
         with db:
             db.executemany("INSERT OR REPLACE INTO bodies (name, data) VALUES (?, ?)", bodies)
+            db.executemany("INSERT OR REPLACE INTO entries (name, data) VALUES (?, ?)", entries)
             if kept is not None:
-                stored = {name for (name,) in db.execute("SELECT name FROM bodies")}
-                db.executemany(
-                    "DELETE FROM bodies WHERE name = ?", [(name,) for name in stored - kept]
-                )
+                for table in ("bodies", "entries"):
+                    stored = {name for (name,) in db.execute(f"SELECT name FROM {table}")}
+                    db.executemany(
+                        f"DELETE FROM {table} WHERE name = ?",
+                        [(name,) for name in stored - kept],
+                    )
         return True
     return False

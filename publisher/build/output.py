@@ -79,8 +79,11 @@ def atomic_write_many(files: Sequence[tuple[Path, bytes]], mode: int = 0o644) ->
     commit_files(staged)
 
 
-def stage_file(path: Path, data: bytes, mode: int = 0o644, *, made: set[Path] | None = None) -> str:
-    """Write ``data`` to a new temporary file beside ``path``; returns the temporary's path.
+def stage_file(
+    path: Path, data: bytes | Sequence[bytes], mode: int = 0o644, *, made: set[Path] | None = None
+) -> str:
+    """Write ``data`` (bytes, or their parts) to a new temporary file beside ``path``;
+    returns the temporary's path.
 
     Nothing is visible at ``path`` until :func:`commit_files` renames it there;
     :func:`discard_files` removes it instead. ``made`` holds folders known to
@@ -94,7 +97,10 @@ def stage_file(path: Path, data: bytes, mode: int = 0o644, *, made: set[Path] | 
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with open(fd, "wb", closefd=False) as handle:
-            handle.write(data)
+            if isinstance(data, bytes):
+                handle.write(data)
+            else:
+                handle.writelines(data)
         os.fchmod(fd, mode)
     except BaseException:
         os.close(fd)
@@ -373,14 +379,18 @@ class OutputWriter:
             if not item.existed:
                 self.created.append(item.relative)
 
-    def stage(self, relative: str, data: bytes) -> Staged:
+    def stage(self, relative: str, data: bytes | Sequence[bytes]) -> Staged:
         """Write ``data`` for the claimed ``relative`` to a temporary file, for :meth:`write_all`.
 
-        Touches no state of the writer, so a forked worker may call it.
+        ``data`` may come in parts (a feed of a site's whole history, spliced from its
+        entries), written as they are rather than joined first. Touches no state of
+        the writer, so a forked worker may call it.
         """
         return self._stage(relative, data, None)
 
-    def _stage(self, relative: str, data: bytes, made: set[Path] | None) -> Staged:
+    def _stage(
+        self, relative: str, data: bytes | Sequence[bytes], made: set[Path] | None
+    ) -> Staged:
         target = self.target(relative)
         existed, same = self._compare(target, data)
         if same:
@@ -388,14 +398,17 @@ class OutputWriter:
         return Staged(relative, stage_file(target, data, made=made), existed)
 
     @staticmethod
-    def _compare(target: Path, data: bytes) -> tuple[bool, bool]:
-        """Whether ``target`` exists, and whether it holds ``data`` already."""
+    def _compare(target: Path, data: bytes | Sequence[bytes]) -> tuple[bool, bool]:
+        """Whether ``target`` exists, and whether it holds ``data`` (or its parts) already."""
         # Leaving an unchanged feed alone keeps its mtime, so HTTP caches and
         # conditional requests keep working.
+        parts = (data,) if isinstance(data, bytes) else data
         try:
-            if target.stat().st_size != len(data):
+            if target.stat().st_size != sum(map(len, parts)):
                 return True, False
-            return True, target.read_bytes() == data
+            with target.open("rb") as handle:
+                # Part by part: a whole feed read at once would double the memory it takes.
+                return True, all(handle.read(len(part)) == part for part in parts)
         except OSError:
             return False, False
 

@@ -29,11 +29,12 @@ from publisher.feeds import (
     ArchiveWriter,
     Scope,
     archive_links,
-    feed_document,
+    feed_parts,
     in_full,
     opml_document,
     post_url,
 )
+from publisher.feeds.entries import XML_FORMATS, EntryMaker, entry_settings
 from publisher.site.markup import Rendered, render
 from publisher.site.posts import Post, content_digest, read_body
 
@@ -74,14 +75,21 @@ def render_outputs(
     made (in the workers, on a cold build), for the write step to rename.
     """
     full_archives = config.feeds.archive and config.feeds.archive_content == "full"
-    needed = {p.id: p for o in todo if o.scope and o.page is None for p in in_full(config, o.scope)}
+    # Each post some current feed being made shows in full, and the formats that show it.
+    shows: dict[str, set[str]] = {}
+    needed: dict[str, Post] = {}
+    for output in todo:
+        if output.scope and output.page is None:
+            for post in in_full(config, output.scope):
+                needed[post.id] = post
+                shows.setdefault(post.id, set()).add(output.fmt)
     if full_archives:
         for output in todo:
             if output.page is not None:
-                needed.update((p.id, p) for p in map(lookup, output.page.sources))
-    rendered, warnings, count, unverified = _render_posts(
-        config, list(needed.values()), cache, parallel
-    )
+                for post in map(lookup, output.page.sources):
+                    needed[post.id] = post
+                    shows.setdefault(post.id, set()).add("body")  # the archive writer's
+    made = _render_posts(config, list(needed.values()), shows, cache, parallel)
     # Keep rendered bodies only for posts some feed still shows, so the cache stays small.
     if not full_archives:
         cache.keep_bodies(
@@ -91,8 +99,10 @@ def render_outputs(
         cache.keep_bodies({_render_key(config, p) for p in every_post})
     # else a warm build that moved no post: the bodies the cache holds are still shown
 
-    documents = _make_documents(config, scopes, todo, rendered, lookup, parallel, writer)
-    return Rendering(documents, warnings, count, unverified)
+    documents = _make_documents(
+        config, scopes, todo, made.bodies, made.entries, lookup, parallel, writer
+    )
+    return Rendering(documents, made.warnings, made.rendered, made.unverified)
 
 
 def _make_documents(
@@ -100,26 +110,25 @@ def _make_documents(
     scopes: list[Scope],
     todo: list[Output],
     rendered: dict[str, Rendered],
+    entries: dict[tuple[str, str, bool], bytes],
     lookup: PostLookup,
     parallel: bool,
     writer: OutputWriter | None,
 ) -> list[tuple[Output, bytes | Staged]]:
     """Each output of ``todo`` with its bytes (or staged file): current feeds first.
 
-    The archive pages go to the workers grouped by format, because a post's
-    entry is made once per format in each process: pages of one format split
-    between processes would make the entries of their posts twice.
+    The outputs go to the workers grouped by format, because a post's entry is
+    made once per format in each process (those the render step did not make:
+    summary entries, archive entries): outputs of one format split between
+    processes would make the entries of their posts twice.
     """
-    pages = sorted(
-        (o for o in todo if o.page is not None), key=lambda o: _FORMAT_ORDER.get(o.fmt, 9)
-    )
-    ordered = [o for o in todo if o.page is None] + pages
+    ordered = sorted(todo, key=lambda o: (_FORMAT_ORDER.get(o.fmt, 9), o.page is not None))
     # A current feed costs feedgen and lxml some 7 ms (a hundred parses of a post),
     # an archive page a tenth of that: the workers get equal shares of the cost.
     weights = [1 if o.page is not None else 10 for o in ordered]
     workers = worker_count(sum(weights) * 10) if parallel else 1
     stage = writer.stage if writer is not None else None
-    make = partial(_documents, config, scopes, rendered, lookup, stage)
+    make = partial(_documents, config, scopes, rendered, entries, lookup, stage)
     made = map_chunks(make, ordered, workers, weights=weights, discard=_discard)
     return list(zip(ordered, made, strict=True))
 
@@ -136,15 +145,19 @@ def _render_key(config: Config, post: Post) -> tuple[str, str]:
     return (post.digest, f"{post_url(config, post)} {config.feeds.excerpt_length}")
 
 
-def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered, str, bool]]:
-    """Render posts from their files: (body, warning or "", whether the file was as parsed).
+def _render_chunk(
+    config: Config, posts: Sequence[tuple[Post, tuple[str, ...]]]
+) -> list[tuple[Rendered, str, bool, dict[str, bytes]]]:
+    """Render posts from their files: (body, warning or "", whether the file was as parsed,
+    the post's full entry in each of the given formats).
 
     A file whose bytes no longer hash to the post's digest changed after it was
     parsed, or is a broken post served in its last good version: its body is
     rendered from what is there now, but must not be cached under the post's key.
     """
     results = []
-    for post in posts:
+    maker = EntryMaker(config)
+    for post, formats in posts:
         warning = ""
         try:
             data = (config.paths.root / post.source).read_bytes()
@@ -160,40 +173,86 @@ def _render_chunk(config: Config, posts: Sequence[Post]) -> list[tuple[Rendered,
         )
         if body.had_illegal_chars:
             warning = f"{post.source}:{post.body_line}:1: body: removed characters that XML forbids"
-        results.append((body, warning, verified))
+        entries = {fmt: maker.make(fmt, post, body) for fmt in formats}
+        results.append((body, warning, verified, entries))
     return results
 
 
-def _render_posts(
-    config: Config, posts: list[Post], cache: BuildCache, parallel: bool
-) -> tuple[dict[str, Rendered], list[str], int, set[str]]:
-    """Render each of ``posts``, reusing the cache.
+def _entry_chunk(
+    config: Config, posts: Sequence[tuple[Post, Rendered, tuple[str, ...]]]
+) -> list[dict[str, bytes]]:
+    """The full entries of posts whose bodies are known, in the given formats."""
+    maker = EntryMaker(config)
+    return [{fmt: maker.make(fmt, post, body) for fmt in formats} for post, body, formats in posts]
 
-    Returns the bodies by post id, warnings, how many were rendered, and the
-    files of posts that no longer matched what was parsed (not cached).
+
+class _Made(NamedTuple):
+    """What the render step made of the posts shown in full."""
+
+    bodies: dict[str, Rendered]  # by post id: those a document needs (JSON, archives)
+    entries: dict[tuple[str, str, bool], bytes]  # (format, post id, True) -> entry bytes
+    warnings: list[str]
+    rendered: int
+    unverified: set[str]
+
+
+def _render_posts(
+    config: Config,
+    posts: list[Post],
+    shows: dict[str, set[str]],
+    cache: BuildCache,
+    parallel: bool,
+) -> _Made:
+    """Each of ``posts``' full entry in every XML format that ``shows`` it, and its body
+    where one is needed: from the cache, else made (rendering in workers on a cold build).
+
+    A post whose entries the cache holds for every format shown needs no body, unless
+    a JSON feed or an archive page shows it. The rest are rendered, counted, and
+    cached unless their file no longer matched what was parsed (``unverified``).
     """
-    rendered: dict[str, Rendered] = {}
-    todo = []
+    settings = entry_settings(config)
+    bodies: dict[str, Rendered] = {}
+    entries: dict[tuple[str, str, bool], bytes] = {}
+    to_render: list[tuple[Post, tuple[str, ...]]] = []
+    to_make: list[tuple[Post, Rendered, tuple[str, ...]]] = []
     for post in posts:
-        body = cache.get_body(_render_key(config, post))
+        key = _render_key(config, post)
+        formats = shows.get(post.id, set())
+        cached = cache.get_entries(key, settings) if formats & set(XML_FORMATS) else {}
+        missing = tuple(f for f in XML_FORMATS if f in formats and f not in cached)
+        entries.update(((fmt, post.id, True), data) for fmt, data in cached.items())
+        if not missing and not formats - set(XML_FORMATS):
+            continue  # every document showing it takes its cached entries
+        body = cache.get_body(key)
         if body is None:
-            todo.append(post)
-        else:
-            rendered[post.id] = body
-    workers = worker_count(len(todo) * 8) if parallel else 1  # rendering is ~8x parsing
+            to_render.append((post, missing))
+            continue
+        bodies[post.id] = body
+        if missing:
+            to_make.append((post, body, missing))
+    # Rendering is ~8x parsing, and an entry per format costs a tenth of rendering.
+    workers = worker_count(len(to_render) * 8) if parallel else 1
     warnings = []
     unverified: set[str] = set()
-    for post, (body, warning, verified) in zip(
-        todo, map_chunks(partial(_render_chunk, config), todo, workers), strict=True
-    ):
+    made = map_chunks(partial(_render_chunk, config), to_render, workers)
+    for (post, _), (body, warning, verified, new) in zip(to_render, made, strict=True):
+        key = _render_key(config, post)
         if verified:
-            cache.put_body(_render_key(config, post), body)
+            cache.put_body(key, body)
+            cache.put_entries(key, settings, new)
         else:
             unverified.add(post.source)
-        rendered[post.id] = body
+        bodies[post.id] = body
+        entries.update(((fmt, post.id, True), data) for fmt, data in new.items())
         if warning:
             warnings.append(warning)
-    return rendered, warnings, len(todo), unverified
+    workers = worker_count(len(to_make)) if parallel else 1
+    for (post, _, _), new in zip(
+        to_make, map_chunks(partial(_entry_chunk, config), to_make, workers), strict=True
+    ):
+        cache.put_entries(_render_key(config, post), settings, new)
+        entries.update(((fmt, post.id, True), data) for fmt, data in new.items())
+    return _Made(bodies, entries, warnings, len(to_render), unverified)
 
 
 def _index_page(config: Config, scopes: list[Scope]) -> bytes:
@@ -224,8 +283,9 @@ def _documents(
     config: Config,
     scopes: list[Scope],
     rendered: dict[str, Rendered],
+    entries: dict[tuple[str, str, bool], bytes],
     lookup: PostLookup,
-    stage: Callable[[str, bytes], Staged] | None,
+    stage: Callable[[str, bytes | Sequence[bytes]], Staged] | None,
     outputs: Sequence[Output],
 ) -> list[bytes | Staged]:
     """The bytes of each of ``outputs`` (run in worker processes on a cold build).
@@ -235,8 +295,10 @@ def _documents(
     If anything fails, what this call staged is removed.
     """
     documents: list[bytes | Staged] = []
-    # One writer for every page made here: a post's entry is made once per format.
+    # One writer for every page made here, and one maker of the current feeds' entries
+    # the render step did not make: a post's entry is made once per format.
     archives = ArchiveWriter(config, rendered)
+    maker = EntryMaker(config, rendered, entries)
     try:
         for output in outputs:
             if output.page is not None:
@@ -245,7 +307,11 @@ def _documents(
                 documents.append(page if stage is None else stage(output.relative, page))
             elif output.scope is not None:
                 links = archive_links(config, output.scope, output.fmt)
-                documents.append(feed_document(config, output.scope, output.fmt, rendered, links))
+                parts = feed_parts(config, output.scope, output.fmt, rendered, links, maker)
+                # Staged where it is made: a feed of a whole history need not travel back.
+                documents.append(
+                    b"".join(parts) if stage is None else stage(output.relative, parts)
+                )
             elif output.relative == "feeds.opml":
                 documents.append(opml_document(config, scopes))
             else:

@@ -14,7 +14,7 @@ from publisher.feeds.archives import (
     is_page,
     plan_pages,
 )
-from publisher.feeds.documents import feed_document, opml_document
+from publisher.feeds.documents import feed_document, feed_parts, opml_document
 from publisher.feeds.scopes import (
     FILE_NAMES,
     MEDIA_TYPES,
@@ -32,6 +32,7 @@ __all__ = [
     "Scope",
     "archive_links",
     "feed_document",
+    "feed_parts",
     "full_pages",
     "in_full",
     "is_page",

@@ -41,13 +41,8 @@ from typing import Any, NamedTuple
 
 from publisher import __version__
 from publisher.config import Config
-from publisher.feeds.documents import (
-    feed_updated,
-    json_feed_head,
-    lead_summary,
-    post_enclosure,
-    post_image,
-)
+from publisher.feeds.documents import feed_updated, json_feed_head
+from publisher.feeds.entries import lead_summary, post_enclosure, post_image
 from publisher.feeds.scopes import Scope, post_url
 from publisher.site.markup import Rendered, reading_time
 from publisher.site.posts import Enclosure, Post, media_type, plain_title

@@ -27,19 +27,27 @@ from typing import Any
 
 from publisher import __version__
 from publisher.config import Config
+from publisher.feeds.entries import (
+    EntriesOnly,
+    EntryMaker,
+    EntrySource,
+    lead_summary,
+    load_entry_extensions,
+    post_enclosure,
+    post_image,
+    serialize,
+    splice,
+)
 from publisher.feeds.scopes import Scope, in_full, post_url
-from publisher.site.markup import Rendered, absolute_url, cut_text, reading_time
-from publisher.site.posts import Enclosure, Post, media_type, plain_title
-from publisher.site.urls import url_join
+from publisher.site.markup import Rendered, reading_time
+from publisher.site.posts import plain_title
 
 __all__ = [
     "feed_document",
+    "feed_parts",
     "feed_updated",
     "json_feed_head",
-    "lead_summary",
     "opml_document",
-    "post_enclosure",
-    "post_image",
     "quoteattr",
 ]
 
@@ -58,21 +66,6 @@ def feed_updated(config: Config, scope: Scope) -> datetime:
     return _in_zone(config, newest)
 
 
-def post_image(config: Config, post: Post, body: Rendered | None, url: str) -> str:
-    """The post's image as an absolute URL (``url`` is the post's), or "".
-
-    Without the rendered ``body`` only the front matter's image is known.
-    """
-    if post.image:
-        return absolute_url(post.image, url)
-    return body.image if body is not None and config.feeds.image_from_content else ""
-
-
-def lead_summary(config: Config, post: Post, title: str) -> str:
-    """A summary known without rendering: the excerpt, else the opening paragraph cut short."""
-    return post.excerpt or cut_text(post.lead, config.feeds.excerpt_length) or title
-
-
 def _bodies(
     config: Config, scope: Scope, rendered: Mapping[str, Rendered]
 ) -> list[Rendered | None]:
@@ -81,60 +74,7 @@ def _bodies(
     return [rendered[p.id] if i < full else None for i, p in enumerate(scope.posts)]
 
 
-def post_enclosure(post: Post, url: str) -> Enclosure | None:
-    """The post's attachment with an absolute URL (``url`` is the post's), or None."""
-    enclosure = post.enclosure
-    if enclosure is None:
-        return None
-    return enclosure._replace(url=absolute_url(enclosure.url, url))
-
-
-class _EntriesOnly:
-    """The feed-level half of an extension that adds to entries only (see _Attachment)."""
-
-    def extend_ns(self) -> dict[str, str]:
-        return {}
-
-    def extend_atom(self, feed: Any) -> Any:
-        return feed
-
-    def extend_rss(self, feed: Any) -> Any:
-        return feed
-
-
-class _Attachment(_EntriesOnly):
-    """A feedgen entry extension that writes the entry's enclosure.
-
-    feedgen (1.0) writes an Atom entry's links with their ``href`` alone, which
-    would make an enclosure read as a second alternate link, so both formats'
-    elements are written here instead.
-    """
-
-    def __init__(self) -> None:
-        self.enclosure: Enclosure | None = None
-
-    def extend_atom(self, entry: Any) -> Any:
-        from feedgen.util import xml_elem
-
-        if self.enclosure is not None:
-            link = xml_elem("link", entry, href=self.enclosure.url, rel="enclosure")
-            link.set("type", self.enclosure.type)
-            if self.enclosure.length is not None:  # optional in Atom
-                link.set("length", str(self.enclosure.length))
-        return entry
-
-    def extend_rss(self, entry: Any) -> Any:
-        from feedgen.util import xml_elem
-
-        if self.enclosure is not None:
-            # RSS requires a length: 0 when it is not known.
-            element = xml_elem("enclosure", entry, url=self.enclosure.url)
-            element.set("length", str(self.enclosure.length or 0))
-            element.set("type", self.enclosure.type)
-        return entry
-
-
-class _ChannelLinks(_EntriesOnly):
+class _ChannelLinks(EntriesOnly):
     """A feedgen feed extension that writes RSS's other ``<atom:link>`` elements:
     ``rel="hub"`` (WebSub) and ``rel="prev-archive"`` (RFC 5005).
 
@@ -161,24 +101,22 @@ def _xml_feed(
     config: Config,
     scope: Scope,
     fmt: str,
-    rendered: Mapping[str, Rendered],
     links: Sequence[tuple[str, str]],
-) -> bytes:
+    entries: EntrySource,
+) -> list[bytes]:
     from feedgen.feed import FeedGenerator  # imported late: it costs start-up time
 
     site = config.site
+    full = len(in_full(config, scope))
+    # Each entry as made once for every feed that shows it (see publisher.feeds.entries).
+    made = [entries(fmt, post, i < full) for i, post in enumerate(scope.posts)]
     fg = FeedGenerator()
-    fg.load_extension("dc", atom=False, rss=True)
-    post_urls = [post_url(config, post) for post in scope.posts]
-    bodies = _bodies(config, scope, rendered)
-    images = [
-        post_image(config, post, body, url)
-        for post, body, url in zip(scope.posts, bodies, post_urls, strict=True)
-    ]
-    if any(images):
-        fg.load_extension("media")
-    if any(post.enclosure is not None for post in scope.posts):
-        fg.register_extension("attachment", _EntriesOnly, _Attachment)
+    load_entry_extensions(
+        fg,
+        # An entry holds "<media:" only as an element: text and attributes escape "<".
+        images=any(b"<media:" in entry for entry in made),
+        attachments=any(post.enclosure is not None for post in scope.posts),
+    )
     fg.id(scope.url(config, fmt))
     fg.title(scope.title)
     fg.subtitle(site.description or scope.title)
@@ -197,46 +135,7 @@ def _xml_feed(
         fg.author({"name": site.author, **({"email": site.email} if site.email else {})})
     fg.generator("publisher", __version__)
     fg.updated(feed_updated(config, scope))
-    tag_scheme = url_join(site.url, "/tags/")
-    for post, body, url, image in zip(scope.posts, bodies, post_urls, images, strict=True):
-        fe = fg.add_entry(order="append")
-        fe.id(post.id)
-        fe.guid(post.id, permalink=False)
-        title = plain_title(post.title)
-        fe.title(title)
-        fe.link(href=url, rel="alternate")
-        enclosure = post_enclosure(post, url)
-        if enclosure is not None:
-            fe.attachment.enclosure = enclosure
-        if image:
-            # group=None: straight in the entry, not in a <media:group>.
-            content = {"url": image, "medium": "image"}
-            kind = media_type(image)
-            if kind:
-                content["type"] = kind
-            fe.media.content(content, group=None)
-            fe.media.thumbnail({"url": image}, group=None)
-        fe.published(_in_zone(config, post.date))
-        fe.updated(_in_zone(config, post.modified))
-        if body is None:
-            fe.summary(lead_summary(config, post, title))
-        else:
-            fe.summary(body.summary or title)
-            if config.feeds.content == "full":
-                fe.content(body.html, type="html")
-        author = post.author or site.author
-        if author:
-            fe.author({"name": author})
-            fe.dc.dc_creator(author)
-        categories = [{"term": c, "label": c} for c in post.categories]
-        categories += [{"term": t, "label": t, "scheme": tag_scheme} for t in post.tags]
-        if categories:
-            fe.category(categories)
-    if fmt == "atom":
-        data: bytes = fg.atom_str(pretty=True)
-    else:
-        data = fg.rss_str(pretty=True)
-    return data
+    return splice(serialize(fg, fmt), fmt, made)
 
 
 def json_feed_head(config: Config, scope: Scope, feed_url: str) -> dict[str, Any]:
@@ -319,15 +218,30 @@ def feed_document(
     fmt: str,
     rendered: Mapping[str, Rendered],
     links: Sequence[tuple[str, str]] = (),
+    entries: EntrySource | None = None,
 ) -> bytes:
     """The bytes of one current feed; ``rendered`` maps each post id to its rendered body.
 
     ``links`` are (rel, URL) pairs the feed also carries: its ``prev-archive``
-    link (see :func:`publisher.feeds.archives.archive_links`).
+    link (see :func:`publisher.feeds.archives.archive_links`). ``entries`` makes
+    (or has made) the entries' bytes, shared by every feed of a build.
     """
+    return b"".join(feed_parts(config, scope, fmt, rendered, links, entries))
+
+
+def feed_parts(
+    config: Config,
+    scope: Scope,
+    fmt: str,
+    rendered: Mapping[str, Rendered],
+    links: Sequence[tuple[str, str]] = (),
+    entries: EntrySource | None = None,
+) -> list[bytes]:
+    """:func:`feed_document`'s bytes in parts, to be written as they are (a feed of a
+    site's whole history is tens of megabytes: joining them would copy it once more)."""
     if fmt == "json":
-        return _json_feed(config, scope, rendered, links)
-    return _xml_feed(config, scope, fmt, rendered, links)
+        return [_json_feed(config, scope, rendered, links)]
+    return _xml_feed(config, scope, fmt, links, entries or EntryMaker(config, rendered))
 
 
 def opml_document(config: Config, scopes: Iterable[Scope]) -> bytes:
